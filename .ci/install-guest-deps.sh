@@ -1,0 +1,41 @@
+#!/bin/sh
+# Install what the test guest build and the QEMU e2e tests need on a fresh Debian 12 host.
+# Why a script: CI and developers run the same idempotent step; it returns in well under a
+# second when everything is present (no `apt-get update` unless a package is missing or the
+# package lists are empty, since `apt-get download` in the guest builder needs them too).
+# Run as root.
+set -eu
+
+PKGS="qemu-system-x86 qemu-utils openssh-client dpkg apt"
+
+missing=""
+for p in $PKGS; do
+  st=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+  case "$st" in
+    ii*) ;;
+    *) missing="$missing $p" ;;
+  esac
+done
+
+# The builder runs `apt-get download`, which needs package lists (absent on fresh images).
+have_lists=no
+if ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 \
+  || ls /var/lib/apt/lists/*_Packages.* >/dev/null 2>&1; then
+  have_lists=yes
+fi
+
+if [ -z "$missing" ] && [ "$have_lists" = yes ]; then
+  echo "install-guest-deps: all present"
+  exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if [ "$have_lists" = no ] || [ -n "$missing" ]; then
+  apt-get update -q
+fi
+if [ -n "$missing" ]; then
+  echo "install-guest-deps: installing$missing"
+  # shellcheck disable=SC2086
+  apt-get install -y -q --no-install-recommends $missing
+fi
+echo "install-guest-deps: done"

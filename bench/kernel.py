@@ -1,0 +1,169 @@
+"""Kernel benchmark: `Address.call` and `Address.cast` against bare trio memory channels.
+
+Baselines, measured in the same run:
+- bare round trip: a client and a server task ping-pong over two memory channels
+  (the least any request/reply between two trio tasks can cost);
+- bare per-call channel: the same, with a fresh size-1 reply channel per request, which
+  is what a safe call needs (late replies dropped, crash detection);
+- bare stream: a producer sends n messages into a bounded channel that a consumer drains.
+Target: a call costs at most 3x the bare round trip.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+import trio
+
+from golem_actor.kernel import Actor, Call, ChildSpec, Inbox, Supervisor
+
+from ._timing import compare
+
+TARGET_CALL_RATIO = 3.0
+
+
+class Echo(Call[int], frozen=True):
+    n: int
+
+
+class Tick(msgspec.Struct, frozen=True):
+    n: int
+
+
+class Counter(Actor[Tick]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    async def handle_cast(self, message: Tick) -> None:
+        self.count += 1
+
+    async def handle_call(self, request: Call[Any]) -> Any:
+        match request:
+            case Echo(n=n):
+                return n
+        return await super().handle_call(request)
+
+
+async def bare_round_trip(n: int) -> float:
+    req_send, req_recv = trio.open_memory_channel[int](16)
+    rep_send, rep_recv = trio.open_memory_channel[int](16)
+
+    async def server() -> None:
+        async for item in req_recv:
+            await rep_send.send(item)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server)
+        began = trio.current_time()
+        for i in range(n):
+            await req_send.send(i)
+            await rep_recv.receive()
+        elapsed = trio.current_time() - began
+        await req_send.aclose()
+    return elapsed
+
+
+async def bare_per_call_channel(n: int) -> float:
+    req_send, req_recv = trio.open_memory_channel[tuple[int, trio.MemorySendChannel[int]]](16)
+
+    async def server() -> None:
+        async for item, reply in req_recv:
+            with reply:
+                reply.send_nowait(item)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server)
+        began = trio.current_time()
+        for i in range(n):
+            send, recv = trio.open_memory_channel[int](1)
+            with recv:
+                await req_send.send((i, send))
+                await recv.receive()
+        elapsed = trio.current_time() - began
+        await req_send.aclose()
+    return elapsed
+
+
+async def bare_stream(n: int) -> float:
+    send, recv = trio.open_memory_channel[int](16)
+    done = trio.Event()
+
+    async def consumer() -> None:
+        count = 0
+        async for _ in recv:
+            count += 1
+            if count == n:
+                done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        began = trio.current_time()
+        for i in range(n):
+            await send.send(i)
+        await done.wait()
+        elapsed = trio.current_time() - began
+        await send.aclose()
+    return elapsed
+
+
+def _tree() -> Supervisor:
+    return Supervisor("bench", [ChildSpec("counter", Counter, shutdown=math.inf)])
+
+
+async def actor_call(n: int) -> float:
+    sup = _tree()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run, Inbox("bench"))
+        address = sup.child_address("counter")
+        began = trio.current_time()
+        for i in range(n):
+            await address.call(Echo(i))
+        elapsed = trio.current_time() - began
+        sup.request_stop()
+    return elapsed
+
+
+async def actor_cast(n: int) -> float:
+    sup = _tree()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run, Inbox("bench"))
+        address = sup.child_address("counter")
+        began = trio.current_time()
+        for i in range(n):
+            await address.cast(Tick(i))
+        await address.call(Echo(0))  # everything before it has been handled
+        elapsed = trio.current_time() - began
+        sup.request_stop()
+    return elapsed
+
+
+async def run(n: int = 20_000, rounds: int = 5) -> dict[str, float]:
+    # trio.current_time() is the run's clock: wall time under the default clock.
+    per_op = await compare(
+        {
+            "bare round trip": bare_round_trip,
+            "bare per-call channel": bare_per_call_channel,
+            "Address.call": actor_call,
+            "bare stream": bare_stream,
+            "Address.cast": actor_cast,
+        },
+        n,
+        rounds,
+    )
+    print(f"kernel: {n} operations x {rounds} rounds, median per operation")
+    for name, seconds in per_op.items():
+        print(f"  {name:<22} {seconds * 1e6:8.2f} us   {1 / seconds:>10,.0f} ops/s")
+    call_ratio = per_op["Address.call"] / per_op["bare round trip"]
+    cast_ratio = per_op["Address.cast"] / per_op["bare stream"]
+    print(f"  call / bare round trip   = {call_ratio:.2f}x (target <= {TARGET_CALL_RATIO}x)")
+    per_call_ratio = per_op["Address.call"] / per_op["bare per-call channel"]
+    print(f"  call / bare per-call ch. = {per_call_ratio:.2f}x")
+    print(f"  cast / bare stream       = {cast_ratio:.2f}x")
+    return {"call_ratio": call_ratio, "cast_ratio": cast_ratio, **per_op}
+
+
+if __name__ == "__main__":
+    trio.run(run)

@@ -1,0 +1,70 @@
+"""Argument parsing and dispatch for `golem-provider`.
+
+Exit statuses: 0 success, 1 the command failed (the node failed or gave up, a stop
+needed SIGKILL), 2 bad usage or an invalid setting (the message names the variable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from golem_actor.settings import LoadedSettings, SettingsError, resolve_settings
+
+from ._start import start
+from ._stop import stop
+
+EXIT_USAGE = 2
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="the node's data directory (default ~/.golem/provider)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="golem-provider", description="A VM on Golem provider node."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("start", help="start the node (foreground unless --daemon)")
+    _add_data_dir(run)
+    run.add_argument("--daemon", action="store_true", help="detach and write a PID file")
+    run.add_argument("--host", help="address the API listens on (default 0.0.0.0)")
+    run.add_argument("--port", type=int, help="port the API listens on (default 7466)")
+    run.add_argument("--network", choices=["testnet", "mainnet", "development"])
+    run.add_argument("--log-format", choices=["auto", "json", "console"])
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+    halt = commands.add_parser("stop", help="ask the running node to drain and stop")
+    _add_data_dir(halt)
+    halt.add_argument(
+        "--timeout", type=float, help="seconds before SIGKILL (default: shutdown_timeout_seconds)"
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedSettings:
+    overrides = {
+        name: getattr(args, name, None)
+        for name in ("data_dir", "host", "port", "network", "log_format", "log_level")
+    }
+    return resolve_settings(env=env, cli=overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        loaded = settings_from(args, os.environ)
+    except SettingsError as error:
+        print(f"golem-provider: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    match args.command:
+        case "start":
+            return start(loaded, args, sys.argv[1:] if argv is None else list(argv))
+        case "stop":
+            return stop(loaded.settings, args.timeout)
+    raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
