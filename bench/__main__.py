@@ -8,9 +8,9 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import kernel
+from . import kernel, relay
 
-BENCHES = {"kernel": kernel.run}
+BENCHES = {"kernel": kernel.run, "relay": relay.run}
 
 
 def main() -> None:

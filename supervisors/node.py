@@ -1,43 +1,119 @@
 """The node's root supervisor.
 
 Start order is the order below; stop order is its reverse, so the API stops taking
-requests first and the SSH proxies (tenants' live sessions) go last.
+requests first and the SSH proxies (tenants' live sessions) go last. Calls only go from
+later actors to earlier ones (api -> vm_lifecycle -> ssh_proxies, resource_tracker), so
+they cannot deadlock.
 
 The root is one_for_one: addresses survive restarts, so a crashed actor comes back
 without taking its siblings down with it. rest_for_one would restart every actor started
 after the crashed one, and a crash of an early actor would then drop every tenant's SSH
-session, which the product promises never to do. The intensity (5 restarts a minute) is
-the node-wide burst we tolerate before the process exits non-zero for its service
-manager to restart it.
-
-Later issues add wallet, resource_tracker, port_verifier, vpn_router, vm_lifecycle,
-stream_monitor, withdraw_scheduler and advertiser at their places in this list.
+session, which the product promises never to do. A crash of vm_lifecycle leaves the VMs
+and their proxies running: the new incarnation reloads the registry and adopts them.
+The intensity (5 restarts a minute) is the node-wide burst we tolerate before the process
+exits non-zero for its service manager to restart it.
 """
 
 from __future__ import annotations
 
 import math
+import platform
 
-from actors.api import ApiActor, ApiConfig
+from actors.api import ApiActor, ApiContext, ProviderInfo
+from actors.resource_tracker import ResourceTracker
+from actors.vm_lifecycle import Operations, VmLifecycle
 from golem_actor import __version__
-from golem_actor.kernel import ChildSpec, DynamicSupervisor, Restart, Strategy, Supervisor
+from golem_actor.domain.resources import Resources
+from golem_actor.identity import load_or_create_operator_token, load_or_create_provider_key
+from golem_actor.images import load_catalog
+from golem_actor.kernel import ChildSpec, DynamicSupervisor, Strategy, Supervisor
 from golem_actor.settings import Settings
+from golem_actor.state_store import StateStore
+
+from .backend import choose_backend
 
 ROOT_INTENSITY = 5
 ROOT_PERIOD = 60.0
 
 
+def _platform() -> str:
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64", "x64"):
+        return "x86_64"
+    return "arm64" if machine in ("aarch64", "arm64") else machine
+
+
 def build_node(settings: Settings) -> Supervisor:
+    """The whole tree (blocking: reads or creates the node's key files)."""
+    data = settings.data_path
+    catalog = load_catalog(data)
+    backend = choose_backend(settings, catalog)
+    key = load_or_create_provider_key(settings.key_dir)
+    operator_token = load_or_create_operator_token(data)
+    store = StateStore(settings.state_dir)
+
+    reserve = Resources.from_gb(
+        cpus=settings.reserve_cpu_cores,
+        memory_gb=settings.reserve_memory_gb,
+        storage_gb=settings.reserve_storage_gb,
+    )
     ssh_proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60.0)
-    api_config = ApiConfig(host=settings.host, port=settings.port, version=__version__)
-    children = [
-        ChildSpec("ssh_proxies", lambda: ssh_proxies, shutdown=math.inf),
-        ChildSpec("api", lambda: ApiActor(api_config), restart=Restart.PERMANENT, shutdown=10.0),
-    ]
-    return Supervisor(
+
+    # The factories run when each child starts, by which time `tree` exists and its
+    # children's addresses (owned by the tree, stable across restarts) can be handed out.
+    def resource_tracker() -> ResourceTracker:
+        return ResourceTracker(storage_path=data, reserve=reserve, max_vms=settings.max_vms)
+
+    def vm_lifecycle() -> VmLifecycle:
+        operations = Operations(
+            backend=backend,
+            proxies=tree.child_address("ssh_proxies"),
+            listen_host=settings.ssh_listen_host,
+            launch_timeout=settings.launch_timeout_seconds,
+            idle_timeout=settings.ssh_idle_timeout_seconds,
+            max_connections=settings.ssh_max_connections_per_vm,
+        )
+        return VmLifecycle(
+            operations=operations,
+            store=store,
+            resources=tree.child_address("resource_tracker"),
+            port_range=settings.ssh_ports,
+        )
+
+    def api() -> ApiActor:
+        context = ApiContext(
+            version=__version__,
+            lifecycle=tree.child_address("vm_lifecycle"),
+            resources=tree.child_address("resource_tracker"),
+            catalog=catalog,
+            backend_kind=backend.kind,
+            minimum=(settings.min_cpu_cores, settings.min_memory_gb, settings.min_storage_gb),
+            ssh_host="localhost" if settings.public_ip == "auto" else settings.public_ip,
+            operator_token=operator_token,
+            provider=provider,
+            payments_enabled=settings.payments_enabled,
+            create_timeout=settings.launch_timeout_seconds + 30.0,
+        )
+        return ApiActor(context, host=settings.host, port=settings.port)
+
+    provider = ProviderInfo(
+        provider_id=key.address,
+        stream_payment_address=settings.stream_payment_address,
+        glm_token_address=settings.glm_token_address,
+        ip_address=None if settings.public_ip == "auto" else settings.public_ip,
+        country=settings.provider_country,
+        platform=_platform(),
+    )
+    tree = Supervisor(
         "node",
-        children,
+        [
+            ChildSpec("resource_tracker", resource_tracker),
+            ChildSpec("ssh_proxies", lambda: ssh_proxies, shutdown=math.inf),
+            ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0),
+            ChildSpec("api", api, shutdown=10.0),
+        ],
         strategy=Strategy.ONE_FOR_ONE,
         intensity=ROOT_INTENSITY,
         period=ROOT_PERIOD,
     )
+    return tree

@@ -1,5 +1,7 @@
 """The api actor: a thin Quart-Trio app on hypercorn, translating HTTP into messages."""
 
-from .actor import ApiActor, ApiConfig
+from .actor import ApiActor
+from .context import ApiContext
+from .schemas import ProviderInfo
 
-__all__ = ["ApiActor", "ApiConfig"]
+__all__ = ["ApiActor", "ApiContext", "ProviderInfo"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import msgspec
 import structlog
 import trio
 from hypercorn.config import Config
@@ -20,37 +19,35 @@ from quart_trio import QuartTrio
 from golem_actor.kernel import Actor
 
 from .app import create_app
+from .context import ApiContext
 
 log = structlog.get_logger("golem_actor.api")
 
 
-class ApiConfig(msgspec.Struct, frozen=True, kw_only=True):
-    host: str
-    port: int
-    version: str
-    graceful_timeout: float = 5.0
-
-
 class ApiActor(Actor[object]):
-    def __init__(self, config: ApiConfig) -> None:
+    def __init__(
+        self, context: ApiContext, *, host: str, port: int, graceful_timeout: float = 5.0
+    ) -> None:
         super().__init__()
-        self.config = config
+        self.context = context
+        self.host = host
+        self.port = port
+        self.graceful_timeout = graceful_timeout
         self.bound: list[str] = []
         self._served = trio.Event()
 
     def _hypercorn_config(self) -> Config:
         config = Config()
-        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        config.bind = [f"{host}:{self.config.port}"]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        config.bind = [f"{host}:{self.port}"]
         config.accesslog = None
         config.errorlog = None  # failures are logged by the app as structured lines
-        config.graceful_timeout = self.config.graceful_timeout
+        config.graceful_timeout = self.graceful_timeout
         return config
 
     async def on_start(self) -> None:
-        app = create_app(version=self.config.version)
-        server = partial(self._listen, app, self._hypercorn_config())
-        self.bound = await self.nursery.start(server)
+        app = create_app(self.context)
+        self.bound = await self.nursery.start(partial(self._listen, app, self._hypercorn_config()))
         log.info("api listening", binds=self.bound)
 
     async def _listen(

@@ -1,55 +1,435 @@
 """The HTTP application: routes only translate HTTP into messages and back.
 
-Every error leaves as JSON `{"detail": ...}` with an honest status: Quart's default HTML
-error pages never reach a client, and an unexpected exception is a 500 with a generic
-detail (its traceback goes to the log, not to the client).
+Every answer is JSON. Every route is declared with its types on the `Router`, which both
+serves it and describes it in `/api/v1/openapi.json`.
 """
 
 from __future__ import annotations
 
+import hmac
+import math
+import os
+import signal
+import time
 from typing import Any
 
 import msgspec
 import structlog
-from quart import Response
+import trio
+from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
+
+from actors.resource_tracker import CapacityReport, GetCapacity
+from actors.vm_lifecycle import (
+    CreateVm,
+    DeleteVm,
+    GetJob,
+    GetVm,
+    ListVms,
+    StartVm,
+    StopVm,
+    VmNotFound,
+    VmView,
+)
+from golem_actor.domain.resources import Resources
+from golem_actor.domain.tenancy import Caller, token_digest
+from golem_actor.domain.vm_machine import VmStatus
+from golem_actor.domain.vm_request import check_name, check_ssh_key, normalise_resources
+from golem_actor.keys import generate_ssh_keypair
+
+from .context import ApiContext
+from .errors import ApiError, translate
+from .openapi import Router, openapi_document
+from .schemas import (
+    AccessInfo,
+    CapacityInfo,
+    CreateJob,
+    CreateVmBody,
+    Deleted,
+    ErrorBody,
+    Health,
+    JobInfo,
+    NodeState,
+    ProviderInfo,
+    ResourcesBody,
+    VmInfo,
+)
 
 log = structlog.get_logger("golem_actor.api")
 
 API_PREFIX = "/api/v1"
-
-
-class Health(msgspec.Struct, frozen=True):
-    status: str
-    version: str
-
-
-class ErrorBody(msgspec.Struct, frozen=True):
-    detail: str
-
-
+POLL_INTERVAL = 0.25
 _encoder = msgspec.json.Encoder()
+_create_decoder = msgspec.json.Decoder(CreateVmBody)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(_encoder.encode(body), status=status, content_type="application/json")
 
 
-def create_app(*, version: str) -> QuartTrio:
-    app = QuartTrio("golem_actor.api")
+def resources_body(resources: Resources) -> ResourcesBody:
+    return ResourcesBody(
+        cpu=resources.cpus, memory=resources.memory_gb, storage=resources.storage_gib
+    )
 
-    @app.get(f"{API_PREFIX}/health")
+
+def vm_info(view: VmView, *, private_key: str | None = None) -> VmInfo:
+    return VmInfo(
+        id=view.vm_id,
+        name=view.name,
+        status=view.status.value,
+        resources=resources_body(view.resources),
+        image=view.image,
+        ip_address=view.ip_address,
+        ssh_port=view.ssh_port,
+        created_at=view.created_at,
+        updated_at=view.updated_at,
+        error_message=view.error,
+        stream_id=view.stream_id,
+        job_id=view.job_id,
+        ssh_private_key=private_key,
+    )
+
+
+def caller_of(context: ApiContext) -> Caller:
+    """The identity the request proves (see golem_actor.domain.tenancy)."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return Caller()
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "Authorization must be 'Bearer <token>'")
+    if len(token) > 512:
+        raise ApiError(401, "the bearer token is too long")
+    if hmac.compare_digest(token.encode(), context.operator_token.encode()):
+        return Caller(operator=True)
+    return Caller(tenant=token_digest(token))
+
+
+def flag(name: str) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in ("", "1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise ApiError(400, f"query parameter {name!r} must be true or false, got {raw!r}")
+
+
+async def wait_for(
+    context: ApiContext, caller: Caller, vm_id: str, settled: set[VmStatus], bound: float
+) -> VmView | None:
+    """Poll the VM until its status is in `settled` (None: it is gone)."""
+    with trio.move_on_after(bound):
+        while True:
+            try:
+                view = await context.lifecycle.call(GetVm(caller, vm_id))
+            except VmNotFound:
+                return None
+            if view.status in settled:
+                return view
+            await trio.sleep(POLL_INTERVAL)
+    return await context.lifecycle.call(GetVm(caller, vm_id))
+
+
+def build_router(context: ApiContext) -> Router:
+    router = Router(API_PREFIX)
+    _node_routes(router, context)
+    _create_route(router, context)
+    _vm_routes(router, context)
+    _admin_routes(router, context)
+    return router
+
+
+def _node_routes(router: Router, context: ApiContext) -> None:
+    route = router.route
+
+    @route("GET", "/health", "Liveness of the node", responses={200: Health})
     async def health() -> Response:
-        return json_response(Health(status="ok", version=version))
+        return json_response(Health(status="ok", version=context.version))
+
+    @route("GET", "/provider/info", "Who gets paid, and how", responses={200: ProviderInfo})
+    async def provider_info() -> Response:
+        return json_response(context.provider)
+
+
+def _create_route(router: Router, context: ApiContext) -> None:
+    route = router.route
+
+    @route(
+        "POST",
+        "/vms",
+        "Create a VM",
+        body=CreateVmBody,
+        responses={200: VmInfo, 202: CreateJob},
+        query={"async": "answer 202 with a job at once instead of waiting for SSH"},
+    )
+    async def create_vm() -> Response:
+        caller = caller_of(context)
+        asynchronous = flag("async")
+        raw = await request.get_data()
+        if not raw:
+            raise ApiError(400, "a JSON body is required")
+        body = _create_decoder.decode(raw)
+        name = check_name(body.name)
+        resources = normalise_resources(
+            resources=None
+            if body.resources is None
+            else (body.resources.cpu, body.resources.memory, body.resources.storage),
+            size=body.size,
+            flat=(body.cpu_cores, body.memory_gb, body.storage_gb),
+            minimum=context.minimum,
+        )
+        image = context.catalog.resolve(body.image, context.backend_kind)
+        if context.payments_enabled:
+            if body.stream_id is None:
+                raise ApiError(400, "stream_id required when payments are enabled")
+            raise ApiError(503, "payment stream verification is not available on this node yet")
+        private_key: str | None = None
+        if body.ssh_key is None:
+            private_key, public = generate_ssh_keypair(f"golem-{name}")
+            keys = (public,)
+        else:
+            keys = (check_ssh_key(body.ssh_key),)
+        view = await context.lifecycle.call(
+            CreateVm(
+                caller=caller,
+                name=name,
+                resources=resources,
+                image=image,
+                authorized_keys=keys,
+                stream_id=body.stream_id,
+                with_job=asynchronous,
+            )
+        )
+        if asynchronous:
+            assert view.job_id is not None
+            job = CreateJob(
+                job_id=view.job_id,
+                vm_id=view.vm_id,
+                status="creating",
+                ssh_private_key=private_key,
+            )
+            return json_response(job, 202)
+        settled = await wait_for(
+            context,
+            caller,
+            view.vm_id,
+            {VmStatus.RUNNING, VmStatus.ERROR},
+            context.create_timeout,
+        )
+        if settled is None:
+            raise ApiError(404, f"VM {view.vm_id} was deleted while it was being created")
+        if settled.status is VmStatus.ERROR:
+            raise ApiError(500, f"VM {view.vm_id} could not be created: {settled.error}")
+        status = 200 if settled.status is VmStatus.RUNNING else 202
+        return json_response(vm_info(settled, private_key=private_key), status)
+
+
+def _vm_routes(router: Router, context: ApiContext) -> None:
+    route = router.route
+
+    @route(
+        "GET",
+        "/vms",
+        "List the VMs the caller owns (all, for the operator)",
+        responses={200: list[VmInfo]},
+    )
+    async def list_vms() -> Response:
+        views = await context.lifecycle.call(ListVms(caller_of(context)))
+        return json_response([vm_info(v) for v in views])
+
+    @route(
+        "GET", "/vms/jobs/<job_id>", "An asynchronous create's progress", responses={200: JobInfo}
+    )
+    async def get_job(job_id: str) -> Response:
+        job = await context.lifecycle.call(GetJob(caller_of(context), job_id))
+        return json_response(
+            JobInfo(
+                job_id=job.job_id,
+                vm_id=job.vm_id,
+                status=job.status,
+                error=job.error,
+                created_at=job.created_at,
+                updated_at=job.updated_at,
+            )
+        )
+
+    @route("GET", "/vms/<vm_id>", "A VM's status", responses={200: VmInfo})
+    async def get_vm(vm_id: str) -> Response:
+        return json_response(
+            vm_info(await context.lifecycle.call(GetVm(caller_of(context), vm_id)))
+        )
+
+    @route(
+        "GET",
+        "/vms/<vm_id>/access",
+        "Where to SSH to",
+        responses={200: AccessInfo, 202: AccessInfo},
+    )
+    async def get_access(vm_id: str) -> Response:
+        view = await context.lifecycle.call(GetVm(caller_of(context), vm_id))
+        if view.status in (VmStatus.CREATING, VmStatus.STARTING):
+            port, status = None, 202
+        elif view.status is VmStatus.RUNNING:
+            port, status = view.ssh_port, 200
+        else:
+            raise ApiError(409, f"VM {vm_id} is {view.status.value}; SSH works once it runs")
+        access = AccessInfo(
+            vm_id=view.vm_id,
+            status=view.status.value,
+            ssh_host=context.ssh_host,
+            ssh_port=port,
+            multipass_name=view.vm_id,
+        )
+        return json_response(access, status)
+
+    @route(
+        "POST",
+        "/vms/<vm_id>/stop",
+        "Power a VM off (its port stays reserved)",
+        responses={200: VmInfo, 202: VmInfo},
+    )
+    async def stop_vm(vm_id: str) -> Response:
+        caller = caller_of(context)
+        await context.lifecycle.call(StopVm(caller, vm_id))
+        view = await wait_for(
+            context, caller, vm_id, {VmStatus.STOPPED, VmStatus.ERROR}, context.stop_timeout
+        )
+        if view is None:
+            raise ApiError(404, f"VM {vm_id} not found")
+        return json_response(vm_info(view), 200 if view.status is VmStatus.STOPPED else 202)
+
+    @route(
+        "POST", "/vms/<vm_id>/start", "Power a stopped VM on", responses={200: VmInfo, 202: VmInfo}
+    )
+    async def start_vm(vm_id: str) -> Response:
+        caller = caller_of(context)
+        await context.lifecycle.call(StartVm(caller, vm_id))
+        view = await wait_for(
+            context, caller, vm_id, {VmStatus.RUNNING, VmStatus.ERROR}, context.create_timeout
+        )
+        if view is None:
+            raise ApiError(404, f"VM {vm_id} not found")
+        return json_response(vm_info(view), 200 if view.status is VmStatus.RUNNING else 202)
+
+    @route(
+        "DELETE",
+        "/vms/<vm_id>",
+        "Delete a VM, its disk and its port",
+        responses={200: Deleted, 202: Deleted},
+    )
+    async def delete_vm(vm_id: str) -> Response:
+        caller = caller_of(context)
+        await context.lifecycle.call(DeleteVm(caller, vm_id))
+        view = await wait_for(context, caller, vm_id, {VmStatus.ERROR}, context.stop_timeout)
+        if view is None:
+            return json_response(Deleted(vm_id=vm_id, status="deleted"))
+        if view.status is VmStatus.ERROR:
+            raise ApiError(500, f"VM {vm_id} could not be deleted: {view.error}")
+        return json_response(Deleted(vm_id=vm_id, status=view.status.value), 202)
+
+
+def _admin_routes(router: Router, context: ApiContext) -> None:
+    route = router.route
+
+    @route(
+        "GET",
+        "/admin/state",
+        "The node's live state (operator only)",
+        responses={200: NodeState},
+        operator_only=True,
+    )
+    async def admin_state() -> Response:
+        caller = require_operator(context)
+        views = await context.lifecycle.call(ListVms(caller))
+        report: CapacityReport = await context.resources.call(GetCapacity())
+        capacity = CapacityInfo(
+            total=resources_body(report.total),
+            sellable=resources_body(report.sellable),
+            allocated=resources_body(report.allocated),
+            free=resources_body(report.free),
+            vms=report.vms,
+            max_vms=report.max_vms,
+        )
+        return json_response(
+            NodeState(
+                version=context.version,
+                backend=context.backend_kind,
+                capacity=capacity,
+                vms=[vm_info(v) for v in views],
+            )
+        )
+
+    @route(
+        "POST",
+        "/admin/shutdown",
+        "Stop the node gracefully (operator only)",
+        responses={202: Health},
+        operator_only=True,
+    )
+    async def admin_shutdown() -> Response:
+        require_operator(context)
+        log.warning("shutdown requested through the API")
+        os.kill(os.getpid(), signal.SIGTERM)  # the same graceful path as `golem-provider stop`
+        return json_response(Health(status="stopping", version=context.version), 202)
+
+
+def require_operator(context: ApiContext) -> Caller:
+    caller = caller_of(context)
+    if not caller.operator:
+        raise ApiError(401, "operator credentials required")
+    return caller
+
+
+def create_app(context: ApiContext) -> QuartTrio:
+    app = QuartTrio("golem_actor.api")
+    router = build_router(context)
+    for route in router.routes:
+        app.add_url_rule(route.path, route.handler.__name__, route.handler, methods=[route.method])
+    document = _encoder.encode(
+        openapi_document(router, title="golem-actor provider node", version=context.version)
+    )
+
+    async def openapi() -> Response:
+        return Response(document, content_type="application/json")
+
+    app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi", openapi, methods=["GET"])
+
+    @app.before_request
+    async def bind_request() -> None:
+        structlog.contextvars.bind_contextvars(
+            request_method=request.method,
+            request_path=request.path,
+            request_started=time.perf_counter(),
+        )
+
+    @app.after_request
+    async def cors_and_log(response: Response) -> Response:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        started = structlog.contextvars.get_contextvars().get("request_started", math.nan)
+        log.info(
+            "request",
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         return json_response(ErrorBody(detail=error.description or error.name), error.code or 500)
 
     @app.errorhandler(Exception)
-    async def unexpected(error: Exception) -> Response:
-        log.error("request failed", exc_info=error)
-        return json_response(ErrorBody(detail="internal error"), 500)
+    async def failure(error: Exception) -> Response:
+        answer = translate(error)
+        if answer is None:
+            log.error("request failed", exc_info=error)
+            return json_response(ErrorBody(detail="internal error"), 500)
+        return json_response(ErrorBody(detail=answer.detail), answer.status)
 
     return app

@@ -108,7 +108,10 @@ def _spawn_daemon(settings: Settings, argv: list[str]) -> int:
     if ready:
         print(f"golem-provider started: pid {child.pid}, logs in {path}")
         return 0
-    code = child.poll()
+    try:
+        code: int | None = child.wait(timeout=10)  # the pipe closed: it is exiting
+    except subprocess.TimeoutExpired:
+        code = None
     why = f"exited with status {code}" if code is not None else "did not become ready in time"
     print(f"golem-provider: the node {why}; see {path}", file=sys.stderr)
     for line in _tail(path, 5):

@@ -66,6 +66,7 @@ class Effect(enum.StrEnum):
     POWER_OFF = "power_off"
     DESTROY = "destroy"
     CLOSE_PROXY = "close_proxy"
+    OPEN_PROXY = "open_proxy"  # (re)open the proxy of a VM found running (adoption, drift)
     RELEASE = "release"  # free the port and the resources, forget the record
 
 

@@ -3,6 +3,7 @@ the project; everything public is re-exported here (trio's layout)."""
 
 from ._actor import Actor
 from ._dynamic import (
+    ChildAddress,
     ChildAlreadyStarted,
     ChildStartFailed,
     DynamicSupervisor,
@@ -27,6 +28,7 @@ __all__ = [
     "Call",
     "CallFailed",
     "CallTimeout",
+    "ChildAddress",
     "ChildAlreadyStarted",
     "ChildSpec",
     "ChildStartFailed",

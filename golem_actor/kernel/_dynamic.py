@@ -21,6 +21,7 @@ from ._spec import ChildSpec
 from ._supervision import Child, ChildExited, SupervisorBase, describe_exit, is_stale, log
 
 __all__ = [
+    "ChildAddress",
     "ChildAlreadyStarted",
     "ChildStartFailed",
     "DynamicSupervisor",
@@ -41,6 +42,10 @@ class TerminateChild(Call[None], frozen=True):
 
 class WhichChildren(Call[tuple[str, ...]], frozen=True):
     pass
+
+
+class ChildAddress(Call[Address[Any]], frozen=True):
+    child_id: str
 
 
 class ChildAlreadyStarted(ActorError):
@@ -74,6 +79,11 @@ class DynamicSupervisor(SupervisorBase):
                 return await self._terminate(child_id)
             case WhichChildren():
                 return tuple(self._by_id)
+            case ChildAddress(child_id=child_id):
+                child = self._by_id.get(child_id)
+                if child is None:
+                    raise NoSuchChild(f"no child {child_id!r}")
+                return child.inbox.address()
         return await super().handle_call(request)
 
     async def _add(self, spec: ChildSpec) -> Address[Any]:

@@ -86,6 +86,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     min_memory_gb: PositiveInt = 1
     min_storage_gb: PositiveInt = 10
     launch_timeout_seconds: PositiveFloat = 300.0
+    reserve_cpu_cores: NonNegativeInt = 0
+    reserve_memory_gb: NonNegativeInt = 1
+    reserve_storage_gb: NonNegativeInt = 10
+
+    # How VMs run.
+    vm_backend: Literal["auto", "qemu", "multipass"] = "auto"
+    qemu_accel: Literal["auto", "kvm", "tcg"] = "auto"
+    multipass_binary_path: str = ""
+    ssh_listen_host: NonEmptyStr = "0.0.0.0"
+    ssh_idle_timeout_seconds: PositiveFloat = 7200.0
+    ssh_max_connections_per_vm: PositiveInt = 32
 
     # SSH ports (end excluded) and their verification.
     port_range_start: Port = 50800

@@ -10,6 +10,7 @@ from kernel_helpers import Crash, Incarnation, Ping, Quit, recorder_spec, runnin
 from golem_actor.kernel import (
     ActorGone,
     CallFailed,
+    ChildAddress,
     ChildAlreadyStarted,
     ChildStartFailed,
     DynamicSupervisor,
@@ -32,6 +33,8 @@ async def test_start_call_and_terminate_children() -> None:
         two = await sup.call(StartChild(recorder_spec("vm-2", journal)))
         assert await one.call(Ping("x")) == "vm-1:x"
         assert await sup.call(WhichChildren()) == ("vm-1", "vm-2")
+        found = await sup.call(ChildAddress("vm-2"))
+        assert await found.call(Ping("found")) == "vm-2:found"
         await sup.call(TerminateChild("vm-1"))
         assert await sup.call(WhichChildren()) == ("vm-2",)
         with pytest.raises(ActorGone):
@@ -39,6 +42,8 @@ async def test_start_call_and_terminate_children() -> None:
         assert await two.call(Ping("y")) == "vm-2:y"  # untouched by its sibling's removal
         with pytest.raises(NoSuchChild):
             await sup.call(TerminateChild("vm-1"))
+        with pytest.raises(NoSuchChild):
+            await sup.call(ChildAddress("vm-1"))
     assert journal == ["start vm-1", "start vm-2", "stop vm-1", "stop vm-2"]
 
 

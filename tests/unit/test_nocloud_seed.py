@@ -133,6 +133,7 @@ def test_user_data_is_cloud_config_for_root_and_ubuntu() -> None:
 
 def test_user_data_parses_as_yaml_like_cloud_init_does() -> None:
     import yaml  # noqa: PLC0415 - dev-only dependency, used by this test alone
+
     data = yaml.safe_load(render_user_data([KEY1, KEY2]))
     assert data["ssh_authorized_keys"] == [KEY1, KEY2]
     assert data["disable_root"] is False

@@ -1,0 +1,27 @@
+"""What the HTTP app needs from the node: actor addresses and fixed facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from golem_actor.images import ImageCatalog
+from golem_actor.kernel import Address
+
+from .schemas import ProviderInfo
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiContext:
+    version: str
+    lifecycle: Address[Any]
+    resources: Address[Any]
+    catalog: ImageCatalog
+    backend_kind: str
+    minimum: tuple[int, int, int]  # cpu, memory GB, storage GB a VM must have at least
+    ssh_host: str  # what /access reports as the host to SSH to
+    operator_token: str
+    provider: ProviderInfo
+    payments_enabled: bool
+    create_timeout: float  # how long a synchronous create waits for SSH
+    stop_timeout: float = 120.0

@@ -1,0 +1,20 @@
+"""The resource_tracker actor: host capacity and the allocation of each VM."""
+
+from .actor import ResourceTracker, host_totals
+from .messages import (
+    CapacityReport,
+    GetCapacity,
+    InsufficientResources,
+    Release,
+    Reserve,
+)
+
+__all__ = [
+    "CapacityReport",
+    "GetCapacity",
+    "InsufficientResources",
+    "Release",
+    "Reserve",
+    "ResourceTracker",
+    "host_totals",
+]

@@ -1,0 +1,42 @@
+"""Messages of the resource_tracker actor."""
+
+from __future__ import annotations
+
+import msgspec
+
+from golem_actor.domain.resources import Resources
+from golem_actor.kernel import ActorError, Call
+
+
+class Reserve(Call[None], frozen=True):
+    """Allocate `resources` to `vm_id`, or refuse with what is missing.
+
+    `adopt` records an allocation that already exists (a VM found running at start) even
+    when it no longer fits, so the books match the host.
+    """
+
+    vm_id: str
+    resources: Resources
+    adopt: bool = False
+
+
+class Release(Call[None], frozen=True):
+    vm_id: str
+
+
+class CapacityReport(msgspec.Struct, frozen=True, kw_only=True):
+    total: Resources
+    reserve: Resources
+    sellable: Resources
+    allocated: Resources
+    free: Resources
+    vms: int
+    max_vms: int
+
+
+class GetCapacity(Call[CapacityReport], frozen=True):
+    pass
+
+
+class InsufficientResources(ActorError):
+    """The request does not fit; the message names every missing amount."""

@@ -1,0 +1,39 @@
+"""The vm_lifecycle actor: the VM registry and one state machine per VM."""
+
+from .actor import VmLifecycle
+from .messages import (
+    Conflict,
+    CreateVm,
+    DeleteVm,
+    GetJob,
+    GetVm,
+    JobNotFound,
+    JobView,
+    ListVms,
+    NameTaken,
+    NoFreePort,
+    StartVm,
+    StopVm,
+    VmNotFound,
+    VmView,
+)
+from .operations import Operations
+
+__all__ = [
+    "Conflict",
+    "CreateVm",
+    "DeleteVm",
+    "GetJob",
+    "GetVm",
+    "JobNotFound",
+    "JobView",
+    "ListVms",
+    "NameTaken",
+    "NoFreePort",
+    "Operations",
+    "StartVm",
+    "StopVm",
+    "VmLifecycle",
+    "VmNotFound",
+    "VmView",
+]

@@ -1,0 +1,47 @@
+"""Which VM backend the node runs: Multipass where it is installed, QEMU otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from golem_actor.adapters.backend import VmBackend
+from golem_actor.adapters.multipass import MultipassBackend, find_multipass
+from golem_actor.adapters.qemu import QemuBackend
+from golem_actor.images import ImageCatalog
+from golem_actor.settings import Settings
+
+
+def instance_prefix(settings: Settings) -> str:
+    """Multipass instance names of this node: unique per data directory."""
+    tag = hashlib.sha256(str(settings.data_path).encode()).hexdigest()[:6]
+    return f"golem-{tag}-"
+
+
+def choose_backend(settings: Settings, catalog: ImageCatalog) -> VmBackend:
+    env = dict(os.environ)
+    if settings.multipass_binary_path:
+        env["GOLEM_PROVIDER_MULTIPASS_BINARY_PATH"] = settings.multipass_binary_path
+    binary = find_multipass(env) if settings.vm_backend in ("auto", "multipass") else None
+    if settings.vm_backend == "multipass" and binary is None:
+        raise ValueError("GOLEM_PROVIDER_VM_BACKEND=multipass, but multipass is not installed")
+    if binary is not None:
+        images = {
+            name: entry.multipass
+            for name, entry in catalog.entries.items()
+            if entry.multipass is not None
+        }
+        return MultipassBackend(
+            binary=binary,
+            instance_prefix=instance_prefix(settings),
+            images=images,
+            cloud_init_dir=settings.data_path / "cloud-init",
+            launch_timeout=settings.launch_timeout_seconds,
+        )
+    return QemuBackend(
+        vms_dir=settings.data_path / "vms",
+        guest_cache=settings.data_path / "guest",
+        catalog=catalog,
+        accel=settings.qemu_accel,
+        boot_timeout=settings.launch_timeout_seconds,
+    )

@@ -1,0 +1,223 @@
+"""The HTTP API over a real server: input checking, tenancy, the requestor's flow."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from lifecycle_harness import OPERATOR_TOKEN, running_api
+from openapi_spec_validator import validate
+
+
+def make_key(payload: bytes = b"k" * 32) -> str:
+    kind = b"ssh-ed25519"
+    blob = struct.pack(">I", len(kind)) + kind + struct.pack(">I", len(payload)) + payload
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} me@laptop"
+
+
+KEY = make_key()
+RESOURCES = {"cpu": 1, "memory": 1, "storage": 10}
+
+
+def body(name: str = "web", **extra: object) -> dict[str, object]:
+    return {"name": name, "resources": RESOURCES, "ssh_key": KEY, **extra}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+OPERATOR = bearer(OPERATOR_TOKEN)
+
+
+async def wait_running(client: httpx.AsyncClient, url: str, vm_id: str) -> dict[str, object]:
+    with trio.fail_after(10):
+        while True:
+            reply = await client.get(f"{url}/vms/{vm_id}")
+            if reply.status_code == 200 and reply.json()["status"] == "running":
+                return dict(reply.json())
+            await trio.sleep(0.05)
+
+
+async def test_the_existing_requestors_rental_flow(tmp_path: Path) -> None:
+    """As the existing requestor client does it (reference section 9), no credentials."""
+    async with running_api(tmp_path) as node, httpx.AsyncClient() as client:
+        info = (await client.get(f"{node.url}/provider/info")).json()
+        assert info["provider_id"].startswith("0x")
+        created = await client.post(f"{node.url}/vms?async=true", json=body(stream_id=7))
+        assert created.status_code == 202
+        job = created.json()
+        assert job["status"] == "creating"
+        assert job["vm_id"].startswith("vm-")
+        assert "ssh_private_key" not in job  # the client brought its own key
+        vm = await wait_running(client, node.url, job["vm_id"])
+        assert (vm["name"], vm["stream_id"], vm["resources"]) == ("web", 7, RESOURCES)
+        access = (await client.get(f"{node.url}/vms/{job['vm_id']}/access")).json()
+        assert access["vm_id"] == job["vm_id"]
+        assert access["ssh_port"] == vm["ssh_port"]
+        polled = (await client.get(f"{node.url}/vms/jobs/{job['job_id']}")).json()
+        assert (polled["vm_id"], polled["status"]) == (job["vm_id"], "ready")
+        stopped = await client.post(f"{node.url}/vms/{job['vm_id']}/stop")
+        assert (stopped.status_code, stopped.json()["status"]) == (200, "stopped")
+        started = await client.post(f"{node.url}/vms/{job['vm_id']}/start")
+        assert (started.status_code, started.json()["status"]) == (200, "running")
+        deleted = await client.delete(f"{node.url}/vms/{job['vm_id']}")
+        assert deleted.status_code == 200
+        again = await client.delete(f"{node.url}/vms/{job['vm_id']}")
+        assert again.status_code == 404
+        assert "Not Found" in again.json()["detail"]  # the requestor ignores errors saying so
+
+
+async def test_the_seed_form_without_a_key_hands_out_a_private_key_once(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as node, httpx.AsyncClient(timeout=20) as client:
+        created = await client.post(
+            f"{node.url}/vms",
+            json={"name": "seed-form", "cpu_cores": 1, "memory_gb": 1, "storage_gb": 10},
+        )
+        assert created.status_code == 200, created.text
+        vm = created.json()
+        assert vm["status"] == "running"
+        assert vm["ssh_private_key"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        assert vm["resources"] == {"cpu": 1, "memory": 1, "storage": 10}
+        later = (await client.get(f"{node.url}/vms/{vm['id']}")).json()
+        assert "ssh_private_key" not in later
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "detail"),
+    [
+        (b"{not json", 400, "malformed"),
+        (b"", 400, "JSON body is required"),
+        (b"[]", 422, "Expected `object`"),
+        (b'{"name": "web"}', 422, "say how big"),
+        (
+            b'{"name": "web", "resources": {"cpu": 1, "memory": 1, "storage": 10}, "bogus": 1}',
+            422,
+            "unknown field `bogus`",
+        ),
+        (
+            b'{"name": "web", "resources": {"cpu": "1", "memory": 1, "storage": 10}}',
+            422,
+            "Expected `int`, got `str`",
+        ),
+        (b'{"name": "Bad_Name", "size": "small"}', 422, "invalid name"),
+        (b'{"name": "web", "size": "small", "image": "--mount=/:/host"}', 422, "unknown image"),
+        (b'{"name": "web", "size": "small", "image": "http://evil/img"}', 422, "unknown image"),
+        (b'{"name": "web", "size": "small", "image": "24.04"}', 422, "not available on this node"),
+        (
+            b'{"name": "web", "size": "small", "ssh_key": "ssh-ed25519 AAAA\\nssh-rsa BBBB"}',
+            422,
+            "single line",
+        ),
+        (b'{"name": "web", "size": "small", "ssh_key": "hello"}', 422, "look like"),
+        (
+            b'{"name": "web", "resources": {"cpu": 9999, "memory": 1, "storage": 10}}',
+            422,
+            "cpu must be between",
+        ),
+        (
+            b'{"name": "web", "resources": {"cpu": 1, "memory": 1, "storage": 1}}',
+            422,
+            "storage (GB) must be between 10",
+        ),
+        (
+            b'{"name": "web", "resources": {"cpu": 4, "memory": 64, "storage": 10}}',
+            503,
+            "not enough memory",
+        ),
+        (b'{"name": "web", "size": "small", "stream_id": -1}', 422, "Expected `int` >= 0"),
+    ],
+)
+async def test_bad_input_gets_a_clear_4xx(
+    tmp_path: Path, payload: bytes, status: int, detail: str
+) -> None:
+    async with running_api(tmp_path) as node, httpx.AsyncClient() as client:
+        reply = await client.post(
+            f"{node.url}/vms", content=payload, headers={"content-type": "application/json"}
+        )
+        assert reply.status_code == status, reply.text
+        assert detail in reply.json()["detail"]
+
+
+async def test_other_errors_are_json_with_honest_statuses(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as node, httpx.AsyncClient() as client:
+        assert (await client.get(f"{node.url}/vms/vm-unknown")).status_code == 404
+        assert (await client.get(f"{node.url}/nothing")).json()["detail"]
+        wrong_method = await client.put(f"{node.url}/vms")
+        assert wrong_method.status_code == 405
+        assert "detail" in wrong_method.json()
+        bad_flag = await client.post(f"{node.url}/vms?async=maybe", json=body())
+        assert bad_flag.status_code == 400
+        first = await client.post(f"{node.url}/vms?async=1", json=body())
+        assert first.status_code == 202
+        taken = await client.post(f"{node.url}/vms?async=1", json=body())
+        assert (taken.status_code, taken.json()["detail"]) == (
+            409,
+            "a VM named 'web' already exists on this node",
+        )
+        early = await client.post(f"{node.url}/vms/{first.json()['vm_id']}/start")
+        assert early.status_code in (200, 409)  # already running, or still creating
+
+
+async def test_tenants_cannot_touch_each_others_vms(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as node, httpx.AsyncClient() as client:
+        alice, bob = bearer("alice-secret-token"), bearer("bob-secret-token")
+        created = await client.post(f"{node.url}/vms?async=1", json=body("alices"), headers=alice)
+        vm_id = created.json()["vm_id"]
+        for method, path in [
+            ("GET", f"/vms/{vm_id}"),
+            ("GET", f"/vms/{vm_id}/access"),
+            ("POST", f"/vms/{vm_id}/stop"),
+            ("POST", f"/vms/{vm_id}/start"),
+            ("DELETE", f"/vms/{vm_id}"),
+            ("GET", f"/vms/jobs/{created.json()['job_id']}"),
+        ]:
+            for who in (bob, {}):
+                reply = await client.request(method, node.url + path, headers=who)
+                assert reply.status_code == 404, (method, path, who, reply.text)
+        assert (await client.get(f"{node.url}/vms/{vm_id}", headers=alice)).status_code == 200
+        assert [v["id"] for v in (await client.get(f"{node.url}/vms", headers=alice)).json()] == [
+            vm_id
+        ]
+        assert (await client.get(f"{node.url}/vms", headers=bob)).json() == []
+        assert (await client.get(f"{node.url}/vms")).json() == []
+        everyone = (await client.get(f"{node.url}/vms", headers=OPERATOR)).json()
+        assert [v["id"] for v in everyone] == [vm_id]
+        malformed = await client.get(f"{node.url}/vms", headers={"Authorization": "Basic xyz"})
+        assert malformed.status_code == 401
+
+
+async def test_operator_routes_need_the_operators_token(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as node, httpx.AsyncClient() as client:
+        for headers in ({}, bearer("a-tenant-token")):
+            assert (await client.get(f"{node.url}/admin/state", headers=headers)).status_code == 401
+            refused = await client.post(f"{node.url}/admin/shutdown", headers=headers)
+            assert refused.status_code == 401
+        state = (await client.get(f"{node.url}/admin/state", headers=OPERATOR)).json()
+        assert state["capacity"]["total"] == {"cpu": 4, "memory": 8, "storage": 100}
+        assert state["vms"] == []
+
+
+async def test_openapi_document_is_valid_and_complete(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as node, httpx.AsyncClient() as client:
+        document = (await client.get(f"{node.url}/openapi.json")).json()
+    validate(document)
+    assert set(document["paths"]) >= {
+        "/api/v1/vms",
+        "/api/v1/vms/{vm_id}",
+        "/api/v1/vms/{vm_id}/access",
+        "/api/v1/vms/{vm_id}/stop",
+        "/api/v1/vms/{vm_id}/start",
+        "/api/v1/vms/jobs/{job_id}",
+        "/api/v1/provider/info",
+        "/api/v1/health",
+    }
+    create = document["paths"]["/api/v1/vms"]["post"]
+    ref = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"name", "resources", "cpu_cores", "ssh_key", "stream_id"} <= set(schema["properties"])
+    assert "ResourcesBody" in document["components"]["schemas"]  # nested refs resolve

@@ -1,0 +1,265 @@
+"""vm_lifecycle through its address, over a MemoryBackend, real proxies and sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from lifecycle_harness import BANNER, OPERATOR, SMALL, running_node
+
+from actors.resource_tracker import GetCapacity, InsufficientResources
+from actors.vm_lifecycle import (
+    Conflict,
+    CreateVm,
+    DeleteVm,
+    GetJob,
+    GetVm,
+    ListVms,
+    NameTaken,
+    StartVm,
+    StopVm,
+    VmNotFound,
+)
+from actors.vm_lifecycle.registry import REGISTRY, SCHEMA_VERSION, Registry, VmRecord, utcnow
+from golem_actor.adapters.backend import BackendState, Endpoint, Observed
+from golem_actor.adapters.backend.memory import MemoryBackend
+from golem_actor.adapters.ssh_probe import read_banner
+from golem_actor.domain.resources import Resources
+from golem_actor.domain.tenancy import Caller, token_digest
+from golem_actor.domain.vm_machine import VmStatus
+from golem_actor.kernel import CallFailed, WhichChildren
+from golem_actor.kernel._messages import Call
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRs0B8Yy4n9XlG3I1X3m2zSNQ3xk9lfP6DW3lS7x7zs t"
+
+
+def create(
+    name: str, caller: Caller = OPERATOR, resources: Resources = SMALL, **kw: object
+) -> CreateVm:
+    return CreateVm(
+        caller=caller,
+        name=name,
+        resources=resources,
+        image="test-guest",
+        authorized_keys=(KEY,),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def banner(port: int) -> str | None:
+    return await read_banner("127.0.0.1", port)
+
+
+async def refused(port: int) -> bool:
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    except OSError:
+        return True
+    await stream.aclose()
+    return False
+
+
+async def test_the_journey_create_stop_start_delete(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("web"))
+        assert view.status is VmStatus.CREATING
+        assert view.ssh_port in node.ports
+        running = await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        assert running.ip_address == "10.0.2.15"
+        assert await banner(view.ssh_port) == BANNER.decode().strip()
+
+        await node.lifecycle.call(StopVm(OPERATOR, view.vm_id))
+        await node.wait_status(view.vm_id, VmStatus.STOPPED)
+        assert await refused(view.ssh_port)  # the proxy is closed while the VM is off
+        assert node.backend.machines[view.vm_id].state is BackendState.STOPPED
+
+        await node.lifecycle.call(StartVm(OPERATOR, view.vm_id))
+        again = await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        assert again.ssh_port == view.ssh_port  # the port stayed reserved
+        assert await banner(view.ssh_port) is not None
+
+        await node.lifecycle.call(DeleteVm(OPERATOR, view.vm_id))
+        await node.wait_gone(view.vm_id)
+        assert view.vm_id not in node.backend.machines
+        assert await refused(view.ssh_port)
+        capacity = await node.resources.call(GetCapacity())
+        assert capacity.vms == 0
+        reused = await node.lifecycle.call(create("web"))  # the name and the port are free again
+        assert reused.ssh_port == view.ssh_port
+
+
+async def test_state_is_written_before_the_work_starts(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()
+    async with running_node(tmp_path, backend) as node:
+        view = await node.lifecycle.call(create("web"))
+        saved = await node.store.load(REGISTRY, Registry, schema_version=SCHEMA_VERSION)
+        assert saved is not None
+        assert [(r.vm_id, r.status) for r in saved.vms] == [(view.vm_id, VmStatus.CREATING)]
+        backend.hold.set()
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+
+
+async def test_refusals(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("web"))
+        with pytest.raises(NameTaken):
+            await node.lifecycle.call(create("web"))
+        with pytest.raises(Conflict, match="cannot stop a VM that is creating"):
+            await node.lifecycle.call(StopVm(OPERATOR, view.vm_id))
+        big = Resources.from_gb(cpus=8, memory_gb=1, storage_gb=10)
+        with pytest.raises(
+            InsufficientResources, match="not enough CPU cores: requested 8, available 3"
+        ):
+            await node.lifecycle.call(create("big", resources=big))
+        with pytest.raises(VmNotFound):
+            await node.lifecycle.call(GetVm(OPERATOR, "vm-nothing"))
+
+
+async def test_a_failed_launch_is_an_error_that_can_be_deleted(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        node.backend.fail_next["launch"] = "qemu: could not allocate memory"
+        view = await node.lifecycle.call(create("web"))
+        failed = await node.wait_status(view.vm_id, VmStatus.ERROR)
+        assert failed.error == "qemu: could not allocate memory"
+        await node.lifecycle.call(DeleteVm(OPERATOR, view.vm_id))
+        await node.wait_gone(view.vm_id)
+        assert (await node.resources.call(GetCapacity())).vms == 0
+
+
+async def test_delete_during_create_cancels_the_launch(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()  # launches never finish
+    async with running_node(tmp_path, backend) as node:
+        view = await node.lifecycle.call(create("web"))
+        await trio.testing.wait_all_tasks_blocked()
+        await node.lifecycle.call(DeleteVm(OPERATOR, view.vm_id))
+        await node.wait_gone(view.vm_id)
+        assert ("delete", view.vm_id) in backend.calls
+        assert ("launch", view.vm_id) not in backend.calls  # cancelled while it waited
+
+
+async def test_tenants_see_only_their_own_vms(tmp_path: Path) -> None:
+    alice, bob = Caller(tenant=token_digest("alice")), Caller(tenant=token_digest("bob"))
+    async with running_node(tmp_path) as node:
+        hers = await node.lifecycle.call(create("alice-vm", alice))
+        open_vm = await node.lifecycle.call(create("anon-vm", Caller()))
+        for request in (
+            GetVm(bob, hers.vm_id),
+            StopVm(bob, hers.vm_id),
+            DeleteVm(bob, hers.vm_id),
+            GetVm(Caller(), hers.vm_id),
+        ):
+            with pytest.raises(VmNotFound):
+                await node.lifecycle.call(request)
+        assert (await node.lifecycle.call(GetVm(alice, hers.vm_id))).name == "alice-vm"
+        assert (
+            await node.lifecycle.call(GetVm(bob, open_vm.vm_id))
+        ).name == "anon-vm"  # capability
+        assert [v.name for v in await node.lifecycle.call(ListVms(alice))] == ["alice-vm"]
+        assert await node.lifecycle.call(ListVms(bob)) == []
+        assert await node.lifecycle.call(ListVms(Caller())) == []
+        everything = await node.lifecycle.call(ListVms(OPERATOR))
+        assert len(everything) == 2
+
+
+async def test_async_create_has_a_job(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("web", with_job=True))
+        assert view.job_id is not None
+        job = await node.lifecycle.call(GetJob(OPERATOR, view.job_id))
+        assert (job.vm_id, job.status) in {(view.vm_id, "creating"), (view.vm_id, "ready")}
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        assert (await node.lifecycle.call(GetJob(OPERATOR, view.job_id))).status == "ready"
+
+
+class Crash(Call[None], frozen=True):
+    pass
+
+
+async def test_a_lifecycle_crash_keeps_vms_and_live_ssh_sessions(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("web"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        session = await trio.open_tcp_stream("127.0.0.1", view.ssh_port)
+        assert (await session.receive_some(100)).startswith(b"SSH-")
+        with pytest.raises(CallFailed):
+            await node.lifecycle.call(Crash())  # an unknown call crashes the actor
+        # The new incarnation reloaded the registry and adopted the VM...
+        assert (await node.wait_status(view.vm_id, VmStatus.RUNNING)).ssh_port == view.ssh_port
+        stats = node.tree.statistics()
+        assert {c.id: c.incarnations for c in stats.children}["vm_lifecycle"] == 2
+        # ...and the session opened before the crash still works.
+        await session.send_all(b"still here")
+        assert await session.receive_some(100) == b"still here"
+        await session.aclose()
+
+
+async def test_start_resumes_interrupted_work_and_cleans_orphans(tmp_path: Path) -> None:
+    now = utcnow()
+
+    def record(vm_id: str, status: VmStatus, port: int) -> VmRecord:
+        return VmRecord(
+            vm_id=vm_id,
+            name=vm_id,
+            owner=None,
+            status=status,
+            resources=SMALL,
+            image="test-guest",
+            authorized_keys=(KEY,),
+            ssh_port=port,
+            created_at=now,
+            updated_at=now,
+        )
+
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    async with running_node(tmp_path / "first", backend) as node:
+        ports = list(node.ports)
+    for vm_id in ("vm-running", "vm-deleting", "vm-orphan", "vm-stopping"):
+        backend.machines[vm_id] = Observed(vm_id=vm_id, state=BackendState.RUNNING, ssh=backend.ssh)
+    records = [
+        record("vm-creating", VmStatus.CREATING, ports[0]),  # crashed mid-create
+        record("vm-running", VmStatus.RUNNING, ports[1]),
+        record("vm-deleting", VmStatus.DELETING, ports[2]),
+        record("vm-lost", VmStatus.RUNNING, ports[3]),  # its machine is gone
+        record("vm-stopping", VmStatus.STOPPING, ports[4]),
+    ]
+    from golem_actor.state_store import StateStore  # noqa: PLC0415
+
+    await StateStore(tmp_path / "second").save(
+        REGISTRY, Registry(vms=records), schema_version=SCHEMA_VERSION
+    )
+    async with running_node(tmp_path / "second", backend) as node:
+        # the harness picked new ports; the records keep theirs
+        await node.wait_status("vm-creating", VmStatus.RUNNING)
+        await node.wait_status("vm-running", VmStatus.RUNNING)
+        await node.wait_status("vm-stopping", VmStatus.STOPPED)
+        lost = await node.wait_status("vm-lost", VmStatus.ERROR)
+        assert lost.error == "the VM disappeared from the backend"
+        await node.wait_gone("vm-deleting")
+        assert set(backend.machines) == {"vm-creating", "vm-running", "vm-stopping"}  # orphan gone
+        assert await banner(ports[1]) is not None  # adopted: proxied on its old port
+        assert (await node.resources.call(GetCapacity())).vms == 4
+
+
+async def test_drift_a_guest_powering_off_and_a_lost_proxy(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        first = await node.lifecycle.call(create("one"))
+        second = await node.lifecycle.call(create("two"))
+        await node.wait_status(first.vm_id, VmStatus.RUNNING)
+        await node.wait_status(second.vm_id, VmStatus.RUNNING)
+        node.backend.power_off(first.vm_id)  # `poweroff` inside the guest
+        await node.wait_status(first.vm_id, VmStatus.STOPPED)
+        # A proxy lost behind the lifecycle's back (its supervisor restarted) comes back.
+        from golem_actor.kernel import TerminateChild  # noqa: PLC0415
+
+        await node.proxies.call(TerminateChild(f"ssh_proxy:{second.vm_id}"))
+        assert await refused(second.ssh_port)
+        with trio.fail_after(5):
+            while f"ssh_proxy:{second.vm_id}" not in await node.proxies.call(  # noqa: ASYNC110
+                WhichChildren()
+            ):
+                await trio.sleep(0.01)  # polling another actor, on purpose
+        assert await banner(second.ssh_port) is not None
