@@ -340,9 +340,34 @@ async def test_unsafe_vm_ids_are_refused(short_dir: Path, vm_id: str) -> None:
         await backend(short_dir).inspect(vm_id)
 
 
-def test_qmp_socket_path_must_fit(short_dir: Path) -> None:
-    with pytest.raises(BackendError, match="longer than 107 bytes"):
-        _vmdir.check_vm_id(short_dir / ("d" * 90), "vm1")
+def test_a_deep_data_dir_gets_a_relative_qmp_path(short_dir: Path) -> None:
+    deep = _vmdir.check_vm_id(short_dir / ("d" * 90), "vm1")
+    assert deep.qmp_for_qemu == Path("qmp.sock")  # resolved in QEMU's working dir
+    shallow = _vmdir.check_vm_id(short_dir, "vm1")
+    assert shallow.qmp_for_qemu == shallow.qmp
+
+
+async def test_qmp_session_reaches_a_socket_whose_path_is_too_long(short_dir: Path) -> None:
+    deep = short_dir / ("d" * 100)
+    deep.mkdir()
+    path = deep / "qmp.sock"
+    assert len(str(path)) > 107
+    directory = os.open(deep, os.O_PATH | os.O_DIRECTORY)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(f"/proc/self/fd/{directory}/qmp.sock")  # as QEMU does, relatively
+    os.close(directory)
+    sock.listen()
+    async with trio.open_nursery() as nursery:
+        listener = trio.SocketListener(sock)
+
+        async def serve() -> None:
+            async with listener:
+                stream = await listener.accept()
+                await _serve_one(serve_qmp({}), stream)
+
+        nursery.start_soon(serve)
+        async with qmp_session(path) as qmp:
+            assert qmp.greeting["version"]["qemu"]["major"] == 7
 
 
 # -- pid reuse guard ----------------------------------------------------------------------

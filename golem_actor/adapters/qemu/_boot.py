@@ -82,7 +82,7 @@ def _argv(
         QemuSpec(
             cpus=record.spec.resources.cpus,
             memory_mib=record.spec.resources.memory_mib,
-            qmp_socket=paths.qmp,
+            qmp_socket=paths.qmp_for_qemu,
             kernel=None if guest is None else guest.kernel,
             initrd=None if guest is None else guest.initrd,
             append="" if guest is None else guest.append,
@@ -116,6 +116,7 @@ async def _run_daemonizing(argv: list[str], paths: VmPaths, config: BootConfig) 
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
                 check=False,
+                cwd=paths.dir,  # a relative QMP socket path is resolved here
             )
     except trio.TooSlowError:
         raise BackendError(

@@ -21,6 +21,7 @@ carries its ``class`` and ``desc``.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ import msgspec
 import trio
 
 from golem_actor.adapters.backend import BackendError
+from golem_actor.adapters.qemu._vmdir import SUN_PATH_MAX
 
 __all__ = ["QmpClient", "QmpError", "QmpReplyError", "qmp_session"]
 
@@ -134,6 +136,21 @@ class QmpClient:
         raise QmpError(f"QMP at {self._where}: {command!r} timed out after {self._timeout:g}s")
 
 
+async def _connect(path: Path) -> trio.SocketStream:
+    """Connect to a unix socket, even one whose path is too long for `sun_path`.
+
+    A long path is reached through `/proc/self/fd/<fd of its directory>/<name>`, which
+    the kernel resolves like the directory itself (Linux).
+    """
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        return await trio.open_unix_socket(str(path))
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return await trio.open_unix_socket(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)
+
+
 @asynccontextmanager
 async def qmp_session(
     path: Path, *, op_timeout: float = DEFAULT_TIMEOUT
@@ -143,7 +160,7 @@ async def qmp_session(
     where = str(path)
     with trio.move_on_after(op_timeout) as scope:
         try:
-            stream = await trio.open_unix_socket(where)
+            stream = await _connect(path)
         except OSError as exc:
             raise QmpError(f"QMP at {where}: cannot connect: {exc}") from None
     if scope.cancelled_caught:

@@ -84,6 +84,18 @@ class VmPaths:
         self.serial = self.dir / self.SERIAL
         self.qemu_log = self.dir / self.QEMU_LOG
 
+    @property
+    def qmp_for_qemu(self) -> Path:
+        """The socket path QEMU is given (it runs with the VM dir as its working dir).
+
+        A unix socket path holds at most 107 bytes, and a data directory may be deeper
+        than that allows; QEMU then gets the relative name, resolved in its working dir
+        (before `-daemonize` changes it), and `qmp_session` reaches it the same way.
+        """
+        if len(os.fsencode(self.qmp)) > SUN_PATH_MAX:
+            return Path(self.QMP)
+        return self.qmp
+
     def leftovers(self) -> list[Path]:
         """Dotted staging/deleting directories of this VM id left by a crash."""
         pattern = re.compile(rf"\.{re.escape(self.vm_id)}\.(staging|deleting)-[0-9a-f]{{12}}")
@@ -101,13 +113,7 @@ def check_vm_id(vms_dir: Path, vm_id: str) -> VmPaths:
         raise BackendError(
             f"invalid vm id {vm_id!r}: 1-64 of A-Z a-z 0-9 _ . - (starting alphanumeric)"
         )
-    paths = VmPaths(vms_dir, vm_id)
-    if len(os.fsencode(paths.qmp)) > SUN_PATH_MAX:
-        raise BackendError(
-            f"QMP socket path {paths.qmp} is longer than {SUN_PATH_MAX} bytes;"
-            " use a shorter vms_dir"
-        )
-    return paths
+    return VmPaths(vms_dir, vm_id)
 
 
 def read_record(paths: VmPaths) -> VmRecord | None:

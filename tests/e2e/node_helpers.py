@@ -1,0 +1,152 @@
+"""A real node process for end-to-end tests: start, talk to, kill, restart, stop."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import trio
+
+CLI = str(Path(sys.executable).with_name("golem-provider"))
+SSH_OPTIONS = [
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "LogLevel=ERROR",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_block(size: int) -> range:
+    for _ in range(100):
+        base = random.randrange(30000, 40000)
+        block = range(base, base + size)
+        try:
+            for port in block:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return block
+    raise RuntimeError("no free block of ports")
+
+
+@dataclass
+class NodeProcess:
+    data: Path
+    port: int
+    ports: range
+    guest_cache: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    @property
+    def operator(self) -> dict[str, str]:
+        token = (self.data / "operator.token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOLEM_")}
+        env.update(
+            GOLEM_PROVIDER_SSH_LISTEN_HOST="127.0.0.1",
+            GOLEM_PROVIDER_PORT_RANGE_START=str(self.ports.start),
+            GOLEM_PROVIDER_PORT_RANGE_END=str(self.ports.stop),
+            GOLEM_PROVIDER_RESERVE_MEMORY_GB="0",
+            GOLEM_PROVIDER_RESERVE_STORAGE_GB="0",
+            GOLEM_PROVIDER_LAUNCH_TIMEOUT_SECONDS="120",
+            GOLEM_PROVIDER_VM_BACKEND="qemu",
+        )
+        return env
+
+    async def cli(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return await trio.run_process(
+            [CLI, *args, "--data-dir", str(self.data)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=self.env(),
+        )
+
+    async def start(self) -> None:
+        guest = self.data / "guest"
+        if not guest.exists():
+            self.data.mkdir(parents=True, exist_ok=True)
+            guest.symlink_to(self.guest_cache)  # the test guest is built once per machine
+        result = await self.cli(
+            "start", "--daemon", "--host", "127.0.0.1", "--port", str(self.port)
+        )
+        assert result.returncode == 0, result.stderr.decode()
+
+    def pid(self) -> int:
+        return int((self.data / "provider.pid").read_text())
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as a crash or a power cut would do."""
+        process = psutil.Process(self.pid())
+        process.kill()
+        process.wait(10)
+
+    async def stop(self) -> None:
+        result = await self.cli("stop")
+        assert result.returncode == 0, result.stderr.decode()
+
+    def qemus(self) -> list[psutil.Process]:
+        """Live QEMU processes whose VM directory is under this node's data dir."""
+        found = []
+        for process in psutil.process_iter(["cmdline", "status"]):
+            try:
+                if process.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                command = " ".join(process.info["cmdline"] or [])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if "qemu-system" in command and str(self.data) in command:
+                found.append(process)
+        return found
+
+    def log_events(self) -> list[str]:
+        import json  # noqa: PLC0415
+
+        lines = (self.data / "logs" / "provider.log").read_text().splitlines()
+        return [json.loads(line)["event"] for line in lines]
+
+
+async def wait_status(
+    client: httpx.AsyncClient, node: NodeProcess, vm_id: str, status: str, bound: float = 180
+) -> dict[str, Any]:
+    with trio.fail_after(bound):
+        while True:
+            reply = await client.get(f"{node.url}/vms/{vm_id}", headers=node.operator)
+            if reply.status_code == 200 and reply.json()["status"] == status:
+                return dict(reply.json())
+            await trio.sleep(0.5)
+
+
+async def ssh(key: Path, port: int, user: str, command: str) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        ["ssh", "-i", str(key), "-p", str(port), *SSH_OPTIONS, f"{user}@127.0.0.1", command],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
