@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 from golem_actor.adapters.backend import VmBackend
 from golem_actor.adapters.multipass import MultipassBackend, find_multipass
@@ -16,6 +17,16 @@ def instance_prefix(settings: Settings) -> str:
     """Multipass instance names of this node: unique per data directory."""
     tag = hashlib.sha256(str(settings.data_path).encode()).hexdigest()[:6]
     return f"golem-{tag}-"
+
+
+SNAP_CLOUD_INIT = Path("/var/snap/multipass/common/cloud-init")
+
+
+def cloud_init_dir(binary: Path, settings: Settings) -> Path:
+    """Where cloud-init files go: a snap-confined multipass reads only its common dir."""
+    if "/snap/" in str(binary.resolve()):
+        return SNAP_CLOUD_INIT
+    return settings.data_path / "cloud-init"
 
 
 def choose_backend(settings: Settings, catalog: ImageCatalog) -> VmBackend:
@@ -35,7 +46,7 @@ def choose_backend(settings: Settings, catalog: ImageCatalog) -> VmBackend:
             binary=binary,
             instance_prefix=instance_prefix(settings),
             images=images,
-            cloud_init_dir=settings.data_path / "cloud-init",
+            cloud_init_dir=cloud_init_dir(binary, settings),
             launch_timeout=settings.launch_timeout_seconds,
         )
     return QemuBackend(

@@ -73,7 +73,7 @@ class SshProxy(Actor[ProxyMessage]):
 
     async def on_start(self) -> None:
         config = self.config
-        listener = await bind_listener(config.listen_host, config.listen_port)
+        listener = await _bind_with_retries(config.listen_host, config.listen_port)
         self._port = listener.socket.getsockname()[1]
         self.nursery.start_soon(self._serve_listener, listener)
         log.info(
@@ -176,3 +176,21 @@ async def _run_connection(
 
 def _show(endpoint: Endpoint) -> str:
     return f"{endpoint.host}:{endpoint.port}"
+
+
+BIND_ATTEMPTS = 5
+BIND_RETRY_DELAY = 0.5
+
+
+async def _bind_with_retries(host: str, port: int) -> trio.SocketListener:
+    """Bind, giving a port a moment to come free (a restarted proxy racing its own
+    predecessor's socket, or a port briefly held elsewhere) before failing the start,
+    so a restart does not burn the supervisor's intensity in one burst."""
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        try:
+            return await bind_listener(host, port)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or attempt == BIND_ATTEMPTS:
+                raise
+            await trio.sleep(BIND_RETRY_DELAY)
+    raise AssertionError("unreachable")  # pragma: no cover

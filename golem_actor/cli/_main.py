@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from golem_actor.settings import LoadedSettings, SettingsError, resolve_settings
 
+from ._guest import build_guest
 from ._start import start
 from ._stop import stop
 
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     halt.add_argument(
         "--timeout", type=float, help="seconds before SIGKILL (default: shutdown_timeout_seconds)"
     )
+    guest = commands.add_parser("guest", help="the tiny test guest of local mode")
+    guest_commands = guest.add_subparsers(dest="guest_command", required=True, metavar="ACTION")
+    build = guest_commands.add_parser("build", help="build it now (otherwise: on first use)")
+    _add_data_dir(build)
     return parser
 
 
@@ -67,4 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return start(loaded, args, sys.argv[1:] if argv is None else list(argv))
         case "stop":
             return stop(loaded.settings, args.timeout)
+        case "guest":
+            return build_guest(loaded.settings)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
