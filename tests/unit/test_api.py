@@ -145,6 +145,9 @@ async def test_bad_input_gets_a_clear_4xx(
 
 async def test_other_errors_are_json_with_honest_statuses(tmp_path: Path) -> None:
     async with running_api(tmp_path) as node, httpx.AsyncClient() as client:
+        huge = await client.post(f"{node.url}/vms", content=b"x" * (65 * 1024))
+        assert huge.status_code == 413
+        assert "detail" in huge.json()
         assert (await client.get(f"{node.url}/vms/vm-unknown")).status_code == 404
         assert (await client.get(f"{node.url}/nothing")).json()["detail"]
         wrong_method = await client.put(f"{node.url}/vms")
