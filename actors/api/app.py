@@ -137,6 +137,16 @@ async def wait_for(
     return await context.lifecycle.call(GetVm(caller, vm_id))
 
 
+async def power(context: ApiContext, request: StopVm | StartVm, goal: VmStatus) -> Response:
+    """Ask for a stop or a start, then answer once the VM got there (200) or not yet (202)."""
+    await context.lifecycle.call(request)
+    bound = context.stop_timeout if goal is VmStatus.STOPPED else context.create_timeout
+    view = await wait_for(context, request.caller, request.vm_id, {goal, VmStatus.ERROR}, bound)
+    if view is None:
+        raise ApiError(404, f"Not Found: no VM {request.vm_id} on this node")
+    return json_response(vm_info(view), 200 if view.status is goal else 202)
+
+
 def build_router(context: ApiContext) -> Router:
     router = Router(API_PREFIX)
     _node_routes(router, context)
@@ -296,27 +306,13 @@ def _vm_routes(router: Router, context: ApiContext) -> None:
         responses={200: VmInfo, 202: VmInfo},
     )
     async def stop_vm(vm_id: str) -> Response:
-        caller = caller_of(context)
-        await context.lifecycle.call(StopVm(caller, vm_id))
-        view = await wait_for(
-            context, caller, vm_id, {VmStatus.STOPPED, VmStatus.ERROR}, context.stop_timeout
-        )
-        if view is None:
-            raise ApiError(404, f"VM {vm_id} not found")
-        return json_response(vm_info(view), 200 if view.status is VmStatus.STOPPED else 202)
+        return await power(context, StopVm(caller_of(context), vm_id), VmStatus.STOPPED)
 
     @route(
         "POST", "/vms/<vm_id>/start", "Power a stopped VM on", responses={200: VmInfo, 202: VmInfo}
     )
     async def start_vm(vm_id: str) -> Response:
-        caller = caller_of(context)
-        await context.lifecycle.call(StartVm(caller, vm_id))
-        view = await wait_for(
-            context, caller, vm_id, {VmStatus.RUNNING, VmStatus.ERROR}, context.create_timeout
-        )
-        if view is None:
-            raise ApiError(404, f"VM {vm_id} not found")
-        return json_response(vm_info(view), 200 if view.status is VmStatus.RUNNING else 202)
+        return await power(context, StartVm(caller_of(context), vm_id), VmStatus.RUNNING)
 
     @route(
         "DELETE",
