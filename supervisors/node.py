@@ -78,6 +78,7 @@ def build_node(settings: Settings) -> Supervisor:
             store=store,
             resources=tree.child_address("resource_tracker"),
             port_range=settings.ssh_ports,
+            streams_file=data / "streams.json",
         )
 
     def api() -> ApiActor:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import msgspec
 
 from actors.resource_tracker import InsufficientResources
-from actors.vm_lifecycle import Conflict, JobNotFound, NameTaken, NoFreePort, VmNotFound
+from actors.vm_lifecycle import (
+    Conflict,
+    JobNotFound,
+    NameTaken,
+    NoFreePort,
+    StreamInUse,
+    VmNotFound,
+)
 from golem_actor.domain.vm_request import InvalidRequest
 from golem_actor.images import UnknownImage
 from golem_actor.kernel import ActorError, CallTimeout
@@ -19,6 +26,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (VmNotFound, 404),
     (JobNotFound, 404),
     (NameTaken, 409),
+    (StreamInUse, 400),
     (Conflict, 409),
     (InsufficientResources, 503),
     (NoFreePort, 503),

@@ -14,6 +14,7 @@ from .messages import (
     NoFreePort,
     StartVm,
     StopVm,
+    StreamInUse,
     VmNotFound,
     VmView,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Operations",
     "StartVm",
     "StopVm",
+    "StreamInUse",
     "VmLifecycle",
     "VmNotFound",
     "VmView",

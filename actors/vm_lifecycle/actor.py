@@ -24,13 +24,16 @@ that powered itself off is reported stopped.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 
 from actors.resource_tracker import Release, Reserve
 from actors.ssh_proxy import proxy_child_id
+from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import BackendError, BackendState, Observed, VmBackend
 from golem_actor.domain.tenancy import Caller, can_access, lists, new_job_id, new_vm_id
 from golem_actor.domain.vm_machine import (
@@ -59,6 +62,7 @@ from .messages import (
     OpOutcome,
     StartVm,
     StopVm,
+    StreamInUse,
     Tick,
     VmNotFound,
     VmView,
@@ -85,6 +89,7 @@ class VmLifecycle(Actor[object]):
         resources: Address[Any],
         port_range: range,
         tick_interval: float = 5.0,
+        streams_file: Path | None = None,
     ) -> None:
         super().__init__()
         self._ops = operations
@@ -93,6 +98,7 @@ class VmLifecycle(Actor[object]):
         self._resources = resources
         self._port_range = port_range
         self._tick_interval = tick_interval
+        self._streams_file = streams_file
         self._vms: dict[str, VmRecord] = {}
         self._running: dict[str, _RunningOp] = {}
         self._next_op = 0
@@ -156,6 +162,10 @@ class VmLifecycle(Actor[object]):
     async def _create(self, request: CreateVm) -> VmView:
         if any(r.name == request.name for r in self._vms.values()):
             raise NameTaken(f"a VM named {request.name!r} already exists on this node")
+        if request.stream_id is not None:
+            for other in self._vms.values():
+                if other.stream_id == request.stream_id:
+                    raise StreamInUse(f"stream {request.stream_id} already backs another VM")
         vm_id = new_vm_id()
         port = self._free_port()
         await self._resources.call(Reserve(vm_id, request.resources))
@@ -339,6 +349,12 @@ class VmLifecycle(Actor[object]):
     async def _save(self) -> None:
         registry = Registry(vms=list(self._vms.values()))
         await self._store.save(REGISTRY, registry, schema_version=SCHEMA_VERSION)
+        if self._streams_file is not None:
+            # The seed's `streams.json`: a VM -> stream map for tools that read it; the
+            # registry above stays the source of truth.
+            mapping = {r.vm_id: r.stream_id for r in self._vms.values() if r.stream_id is not None}
+            data = msgspec.json.format(msgspec.json.encode(mapping))
+            await trio.to_thread.run_sync(write_atomic, self._streams_file, data)
 
     def _find(self, caller: Caller, vm_id: str) -> VmRecord:
         record = self._vms.get(vm_id)

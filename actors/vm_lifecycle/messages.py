@@ -108,6 +108,10 @@ class NoFreePort(ActorError):
     pass
 
 
+class StreamInUse(ActorError):
+    """One payment stream backs at most one live VM."""
+
+
 # -- the actor's own notifications ------------------------------------------------------
 
 
@@ -148,6 +152,7 @@ __all__ = [
     "OpOutcome",
     "StartVm",
     "StopVm",
+    "StreamInUse",
     "Tick",
     "VmNotFound",
     "VmView",

@@ -123,6 +123,7 @@ def build_tree(
             resources=tree.child_address("resource_tracker"),
             port_range=ports,
             tick_interval=0.05,
+            streams_file=store.root / "streams.json",
         )
 
     tree = Supervisor(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from actors.vm_lifecycle import (
     NameTaken,
     StartVm,
     StopVm,
+    StreamInUse,
     VmNotFound,
 )
 from actors.vm_lifecycle.registry import REGISTRY, SCHEMA_VERSION, Registry, VmRecord, utcnow
@@ -173,6 +175,21 @@ async def test_async_create_has_a_job(tmp_path: Path) -> None:
         assert (job.vm_id, job.status) in {(view.vm_id, "creating"), (view.vm_id, "ready")}
         await node.wait_status(view.vm_id, VmStatus.RUNNING)
         assert (await node.lifecycle.call(GetJob(OPERATOR, view.job_id))).status == "ready"
+
+
+async def test_one_stream_backs_one_vm_and_the_map_follows_the_vms(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        first = await node.lifecycle.call(create("paid", stream_id=7))
+        with pytest.raises(StreamInUse, match="stream 7 already backs another VM"):
+            await node.lifecycle.call(create("reuse", stream_id=7))
+        await node.lifecycle.call(create("free"))
+        mapping = json.loads((tmp_path / "streams.json").read_text())
+        assert mapping == {first.vm_id: 7}
+        await node.wait_status(first.vm_id, VmStatus.RUNNING)
+        await node.lifecycle.call(DeleteVm(OPERATOR, first.vm_id))
+        await node.wait_gone(first.vm_id)
+        assert json.loads((tmp_path / "streams.json").read_text()) == {}
+        await node.lifecycle.call(create("reuse", stream_id=7))  # free again
 
 
 class Crash(Call[None], frozen=True):
