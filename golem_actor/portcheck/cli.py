@@ -1,0 +1,104 @@
+"""`python -m golem_actor.portcheck serve ...`: run a port-check server.
+
+Why: the server ships with the product so that operators (and tests) can run their own
+checkers; `main(argv)` is also what a `golem-provider port-checker` command calls.
+Bad flags fail at start with a message naming the flag; SIGINT/SIGTERM stop gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from golem_actor.logs import choose_format, configure_logging
+
+from .config import ServerConfig, parse_networks
+from .server import run_server
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def build_parser(prog: str = "python -m golem_actor.portcheck") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="golem-actor port-check server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve POST /check-ports and GET /health")
+    defaults = ServerConfig()
+    serve.add_argument("--host", default=defaults.host, help="address to bind (%(default)s)")
+    serve.add_argument("--port", type=int, default=defaults.port, help="port (%(default)s)")
+    serve.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy network whose X-Forwarded-For is believed (repeatable)",
+    )
+    serve.add_argument("--max-ports", type=int, default=defaults.max_ports)
+    serve.add_argument(
+        "--per-ip-rate", type=float, default=defaults.per_ip_rate, help="requests/minute/source"
+    )
+    serve.add_argument("--burst", type=int, default=defaults.burst, help="requests at once")
+    serve.add_argument("--per-ip-inflight", type=int, default=defaults.max_inflight_per_source)
+    serve.add_argument(
+        "--concurrency", type=int, default=defaults.concurrency, help="probes at once, in all"
+    )
+    serve.add_argument("--probe-timeout", type=float, default=defaults.probe_timeout)
+    serve.add_argument("--request-timeout", type=float, default=defaults.request_timeout)
+    serve.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    serve.add_argument("--log-level", default="info")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        trusted_proxies=parse_networks(args.trust),
+        max_ports=args.max_ports,
+        per_ip_rate=args.per_ip_rate,
+        burst=args.burst,
+        max_inflight_per_source=args.per_ip_inflight,
+        concurrency=args.concurrency,
+        probe_timeout=args.probe_timeout,
+        request_timeout=args.request_timeout,
+    )
+
+
+async def _until_signalled() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    parser = build_parser() if prog is None else build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        configure_logging(fmt=choose_format(args.log_format, sys.stderr), level=args.log_level)
+    except ValueError as exc:
+        parser.error(str(exc))
+    failures: list[OSError] = []
+    try:
+        trio.run(partial(run_server, config, shutdown_trigger=_until_signalled))
+    except* OSError as group:  # e.g. the port is taken
+        failures.extend(_leaves(group))
+    if failures:
+        where = f"{config.host}:{config.port}"
+        print(f"port checker: cannot serve on {where}: {failures[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _leaves(group: BaseExceptionGroup[OSError]) -> list[OSError]:
+    found: list[OSError] = []
+    for item in group.exceptions:
+        if isinstance(item, BaseExceptionGroup):
+            found.extend(_leaves(item))
+        else:
+            found.append(item)
+    return found

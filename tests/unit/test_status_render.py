@@ -1,0 +1,210 @@
+"""`status` rendering: the seed's JSON keys and its TTY layout."""
+
+from __future__ import annotations
+
+import json
+
+from golem_actor.adapters.pypi import UpdateCheck, UpdateStatus
+from golem_actor.domain.port_verdict import (
+    LocalState,
+    MultipassCheck,
+    ProviderCheck,
+    SshCheck,
+    StatusReport,
+    Verdict,
+    build_status,
+)
+from golem_actor.status_render import render_json, render_tty, status_document
+
+R, U, K = Verdict.REACHABLE, Verdict.UNREACHABLE, Verdict.UNKNOWN
+RANGE = range(50800, 50900)
+
+
+def report(
+    *,
+    provider_external: Verdict = R,
+    external_error: str | None = None,
+    local: LocalState = LocalState.LISTENING,
+    verdicts: dict[int, Verdict] | None = None,
+    in_use: frozenset[int] = frozenset(),
+    listening: frozenset[int] = frozenset(),
+    multipass: MultipassCheck | None = None,
+) -> StatusReport:
+    return build_status(
+        ProviderCheck(
+            port=7466,
+            host="0.0.0.0",
+            local=local,
+            external=provider_external,
+            external_error=external_error,
+        ),
+        SshCheck(
+            start=RANGE.start,
+            end=RANGE.stop,
+            verdicts=dict.fromkeys(RANGE, R) if verdicts is None else verdicts,
+            in_use=in_use,
+            listening=listening,
+        ),
+        multipass=multipass,
+    )
+
+
+def test_json_has_the_seeds_keys_one_by_one() -> None:
+    document = json.loads(
+        render_json(report(in_use=frozenset({50800}), listening=frozenset({50800})))
+    )
+    overall = document["overall"]
+    assert overall["status"] in ("healthy", "issues", "error")
+    assert isinstance(overall["issues"], list)
+    assert all(isinstance(issue, str) for issue in overall["issues"])
+
+    provider = document["ports"]["provider"]
+    assert provider["port"] == 7466
+    assert provider["host"] == "0.0.0.0"
+    assert provider["status"] in ("reachable", "unreachable")
+
+    ssh = document["ports"]["ssh"]
+    assert ssh["range"] == [50800, 50900]  # [start, end)
+    assert ssh["status"] in ("ok", "limited", "blocked")
+    assert ssh["usable_free"] == 99
+    assert ssh["in_use"] == 1
+    assert ssh["issues"] == {"unreachable": 0, "not_listening": 0}
+    assert len(ssh["ports"]) == 100
+    first = ssh["ports"][0]
+    assert set(first) == {"port", "status", "listening"}
+    assert first == {"port": 50800, "status": "reachable", "listening": True}
+    assert ssh["ports"][1]["listening"] is False
+    # The seed replaced "free" by "usable_free".
+    assert "free" not in ssh
+    assert "version" not in document
+    assert "multipass" not in document
+
+
+def test_json_when_the_checker_is_unavailable() -> None:
+    document = json.loads(render_json(report(provider_external=K, verdicts={})))
+    ssh = document["ports"]["ssh"]
+    assert ssh["status"] == "blocked"
+    assert ssh["usable_free"] == 0
+    assert {p["status"] for p in ssh["ports"]} == {"unknown"}
+    provider = document["ports"]["provider"]
+    assert provider["status"] == "unreachable"  # check failures count as unreachable
+    assert provider["external"]["status"] == "check_failed"
+    assert document["overall"] == {
+        "status": "error",
+        "issues": [
+            "No externally reachable SSH ports",
+            "Provider API port not reachable externally",
+        ],
+    }
+
+
+def test_json_carries_version_and_multipass_in_the_upstreams_order() -> None:
+    update = UpdateCheck(status=UpdateStatus.NEWER, installed="0.1.0", latest="0.2.0")
+    document = status_document(
+        report(multipass=MultipassCheck(ok=True, path="/usr/bin/multipass")), update=update
+    )
+    assert list(document) == ["version", "multipass", "ports", "overall"]
+    assert document["version"] == {
+        "installed": "0.1.0",
+        "latest": "0.2.0",
+        "update_available": True,
+    }
+    assert document["multipass"] == {"ok": True, "path": "/usr/bin/multipass"}
+    unknown = status_document(
+        report(), update=UpdateCheck(status=UpdateStatus.UNKNOWN, installed="0.1.0")
+    )
+    assert unknown["version"] == {"installed": "0.1.0", "latest": None, "update_available": False}
+
+
+def test_tty_healthy_matches_the_seeds_example() -> None:
+    # The seed's "Example status output" under Troubleshooting, with its placeholders filled.
+    expected = (
+        "Overall         Healthy\n"
+        "\n"
+        "Provider Port   0.0.0.0:7466\n"
+        "  Local         ✅ service is listening\n"
+        "  External      ✅ reachable\n"
+        "\n"
+        "SSH Ports       50800-50899 — OK\n"
+        "  Usable free   98\n"
+        "  In use        2\n"
+    )
+    both = frozenset({50810, 50811})
+    assert render_tty(report(in_use=both, listening=both)) == expected
+
+
+def test_tty_error_layout_with_every_failure() -> None:
+    expected = (
+        "Overall         Error\n"
+        "\n"
+        "Multipass       ❌ Missing\n"
+        "\n"
+        "Provider Port   0.0.0.0:7466\n"
+        "  Local         ❌ port unavailable\n"
+        "  External      ❌ unreachable — Connection refused\n"
+        "\n"
+        "SSH Ports       50800-50899 — blocked\n"
+        "  Usable free   0\n"
+        "  In use        0\n"
+        "  Issues        100 not reachable externally\n"
+    )
+    rendered = render_tty(
+        report(
+            provider_external=U,
+            external_error="Connection refused",
+            local=LocalState.UNAVAILABLE,
+            verdicts=dict.fromkeys(RANGE, U),
+            multipass=MultipassCheck(ok=False),
+        )
+    )
+    assert rendered == expected
+
+
+def test_tty_limited_names_its_issues() -> None:
+    verdicts = {**dict.fromkeys(RANGE, R), 50801: U, 50802: U, 50803: U}
+    in_use = frozenset({50801, 50802, 50803, 50804})
+    rendered = render_tty(
+        report(
+            verdicts=verdicts,
+            in_use=in_use,
+            listening=in_use - {50804},
+            multipass=MultipassCheck(ok=True),
+        )
+    )
+    assert rendered == (
+        "Overall         Issues detected\n"
+        "\n"
+        "Multipass       ✅ OK\n"
+        "\n"
+        "Provider Port   0.0.0.0:7466\n"
+        "  Local         ✅ service is listening\n"
+        "  External      ✅ reachable\n"
+        "\n"
+        "SSH Ports       50800-50899 — limited — 4 issue(s)\n"
+        "  Usable free   96\n"
+        "  In use        4\n"
+        "  Issues        3 unreachable, 1 not listening\n"
+    )
+
+
+def test_tty_version_line() -> None:
+    base = report()
+    newer = UpdateCheck(status=UpdateStatus.NEWER, installed="0.1.0", latest="0.2.0")
+    same = UpdateCheck(status=UpdateStatus.UP_TO_DATE, installed="0.1.0", latest="0.1.0")
+    unknown = UpdateCheck(status=UpdateStatus.UNKNOWN, installed="0.1.0", error="offline")
+    assert render_tty(base, update=newer).endswith(
+        "\n\nVersion         0.1.0 — update available: 0.2.0\n"
+    )
+    assert render_tty(base, update=same).endswith("\n\nVersion         0.1.0 — up to date\n")
+    assert render_tty(base, update=unknown).endswith(
+        "\n\nVersion         0.1.0 — update check unavailable\n"
+    )
+    assert render_tty(base, update=newer).startswith(render_tty(base).rstrip("\n"))
+
+
+def test_ipv6_hosts_are_bracketed() -> None:
+    document = build_status(
+        ProviderCheck(port=7466, host="::", local=LocalState.BINDABLE, external=R),
+        SshCheck(start=50800, end=50801, verdicts={50800: R}),
+    )
+    assert "Provider Port   [::]:7466\n" in render_tty(document)
