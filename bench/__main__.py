@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from golem_actor.logs import configure_logging
 
-from . import kernel, relay
+from . import api, boot, chain, kernel, relay
 
-BENCHES = {"kernel": kernel.run, "relay": relay.run}
+Bench = Callable[[], Awaitable[dict[str, float]]]
+BENCHES: dict[str, Bench] = {
+    "kernel": kernel.run,
+    "relay": relay.run,
+    "api": api.run,
+    "boot": boot.run,
+    "chain": chain.run,
+}
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ or the root supervisor gave up (both logged with their reason).
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Callable
 
@@ -43,6 +44,9 @@ async def run_node(root: Supervisor, *, on_ready: Callable[[], None] | None = No
             except Exception as exc:
                 log.error("node failed to start", reason=describe_exit(exc), exc_info=exc)
                 return EXIT_FAILED
+            # Everything built at start lives as long as the node: take it out of the
+            # collector's sight, or full collections pause requests for 50-65 ms.
+            gc.freeze()
             log.info("node ready")
             if on_ready is not None:
                 on_ready()

@@ -72,6 +72,11 @@ def render_tty(report: StatusReport, *, update: UpdateCheck | None = None) -> st
     if report.multipass is not None:
         state = f"{OK_MARK} OK" if report.multipass.ok else f"{FAIL_MARK} Missing"
         lines += [_line("Multipass", state), ""]
+    elif report.backend is not None:
+        mark = OK_MARK if report.backend.ok else FAIL_MARK
+        name = report.backend.kind.upper() if report.backend.kind == "qemu" else report.backend.kind
+        detail = f" — {report.backend.detail}" if report.backend.detail else ""
+        lines += [_line("VM Backend", f"{mark} {name}{detail}"), ""]
 
     provider = report.ports.provider
     local_mark = OK_MARK if provider.local_ok else FAIL_MARK
@@ -118,6 +123,8 @@ def status_document(report: StatusReport, *, update: UpdateCheck | None = None) 
         document["version"] = _version_document(update)
     if report.multipass is not None:
         document["multipass"] = msgspec.to_builtins(report.multipass)
+    if report.backend is not None:
+        document["backend"] = msgspec.to_builtins(report.backend)
     document["ports"] = msgspec.to_builtins(report.ports)
     document["overall"] = msgspec.to_builtins(report.overall)
     return document

@@ -1,5 +1,5 @@
 """The supervision tree: which actors, in what order, with which restart policy."""
 
-from .node import build_node
+from .node import build_node, verifier_settings
 
-__all__ = ["build_node"]
+__all__ = ["build_node", "verifier_settings"]

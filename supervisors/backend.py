@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 from golem_actor.adapters.backend import VmBackend
+from golem_actor.adapters.backend_check import check_multipass, check_qemu
 from golem_actor.adapters.multipass import MultipassBackend, find_multipass
 from golem_actor.adapters.qemu import QemuBackend
+from golem_actor.domain.port_verdict import BackendCheck, MultipassCheck
 from golem_actor.images import ImageCatalog
 from golem_actor.settings import Settings
 
@@ -56,3 +58,16 @@ def choose_backend(settings: Settings, catalog: ImageCatalog) -> VmBackend:
         accel=settings.qemu_accel,
         boot_timeout=settings.launch_timeout_seconds,
     )
+
+
+async def probe_backend(
+    settings: Settings, kind: str
+) -> tuple[MultipassCheck | None, BackendCheck | None]:
+    """The status line of the VM backend: Multipass's, or QEMU's in its place."""
+    if kind == "multipass":
+        env = dict(os.environ)
+        if settings.multipass_binary_path:
+            env["GOLEM_PROVIDER_MULTIPASS_BINARY_PATH"] = settings.multipass_binary_path
+        return await check_multipass(find_multipass(env)), None
+    accel = None if settings.qemu_accel == "auto" else settings.qemu_accel
+    return None, await check_qemu(accel=accel)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import math
 import platform
+from functools import partial
 
 from actors.api import ApiActor, ApiContext, ProviderInfo
+from actors.port_verifier import PortVerifier, VerifierConfig
 from actors.resource_tracker import ResourceTracker
 from actors.vm_lifecycle import Operations, VmLifecycle
 from golem_actor import __version__
@@ -30,7 +32,7 @@ from golem_actor.kernel import ChildSpec, DynamicSupervisor, Strategy, Superviso
 from golem_actor.settings import Settings
 from golem_actor.state_store import StateStore
 
-from .backend import choose_backend
+from .backend import choose_backend, probe_backend
 
 ROOT_INTENSITY = 5
 ROOT_PERIOD = 60.0
@@ -41,6 +43,21 @@ def _platform() -> str:
     if machine in ("x86_64", "amd64", "x64"):
         return "x86_64"
     return "arm64" if machine in ("aarch64", "arm64") else machine
+
+
+def verifier_settings(settings: Settings) -> VerifierConfig:
+    return VerifierConfig(
+        provider_host=settings.host,
+        provider_port=settings.port,
+        ssh_host=settings.ssh_listen_host,
+        ssh_ports=settings.ssh_ports,
+        servers=tuple(settings.port_check_servers),
+        quorum=settings.port_check_quorum,
+        per_server_timeout=settings.port_check_timeout_seconds,
+        public_ip=None if settings.public_ip == "auto" else settings.public_ip,
+        skip=settings.skip_port_verification,
+        public_ip_services=tuple(settings.public_ip_services),
+    )
 
 
 def build_node(settings: Settings) -> Supervisor:
@@ -64,6 +81,15 @@ def build_node(settings: Settings) -> Supervisor:
     def resource_tracker() -> ResourceTracker:
         return ResourceTracker(storage_path=data, reserve=reserve, max_vms=settings.max_vms)
 
+    verifier_config = verifier_settings(settings)
+
+    def port_verifier() -> PortVerifier:
+        return PortVerifier(
+            verifier_config,
+            interval=settings.port_check_interval_seconds,
+            backend_probe=partial(probe_backend, settings, backend.kind),
+        )
+
     def vm_lifecycle() -> VmLifecycle:
         operations = Operations(
             backend=backend,
@@ -79,12 +105,14 @@ def build_node(settings: Settings) -> Supervisor:
             resources=tree.child_address("resource_tracker"),
             port_range=settings.ssh_ports,
             streams_file=data / "streams.json",
+            port_verifier=tree.child_address("port_verifier"),
         )
 
     def api() -> ApiActor:
         context = ApiContext(
             version=__version__,
             lifecycle=tree.child_address("vm_lifecycle"),
+            port_verifier=tree.child_address("port_verifier"),
             resources=tree.child_address("resource_tracker"),
             catalog=catalog,
             backend_kind=backend.kind,
@@ -109,6 +137,7 @@ def build_node(settings: Settings) -> Supervisor:
         "node",
         [
             ChildSpec("resource_tracker", resource_tracker),
+            ChildSpec("port_verifier", port_verifier, shutdown=5.0),
             ChildSpec("ssh_proxies", lambda: ssh_proxies, shutdown=math.inf),
             ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0),
             ChildSpec("api", api, shutdown=10.0),

@@ -20,6 +20,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from actors.port_verifier import GetVerification
 from actors.resource_tracker import CapacityReport, GetCapacity
 from actors.vm_lifecycle import (
     CreateVm,
@@ -32,6 +33,7 @@ from actors.vm_lifecycle import (
     VmNotFound,
     VmView,
 )
+from golem_actor.domain.port_verdict import StatusReport
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.tenancy import Caller, token_digest
 from golem_actor.domain.vm_machine import VmStatus
@@ -59,7 +61,7 @@ from .schemas import (
 log = structlog.get_logger("golem_actor.api")
 
 API_PREFIX = "/api/v1"
-POLL_INTERVAL = 0.25
+POLL_INTERVAL = 0.05  # a GetVm call costs tens of microseconds
 MAX_BODY = 64 * 1024  # the largest request is a create with a 16 KiB key
 _encoder = msgspec.json.Encoder()
 _create_decoder = msgspec.json.Decoder(CreateVmBody)
@@ -361,6 +363,20 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
                 vms=[vm_info(v) for v in views],
             )
         )
+
+    @route(
+        "GET",
+        "/admin/status",
+        "The latest port verification, as `golem-provider status` shows it (operator only)",
+        responses={200: StatusReport},
+        operator_only=True,
+    )
+    async def admin_status() -> Response:
+        require_operator(context)
+        if context.port_verifier is None:
+            raise ApiError(503, "this node has no port verifier")
+        verification = await context.port_verifier.call(GetVerification())
+        return json_response(verification.report)
 
     @route(
         "POST",

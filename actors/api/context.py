@@ -15,6 +15,7 @@ from .schemas import ProviderInfo
 class ApiContext:
     version: str
     lifecycle: Address[Any]
+    port_verifier: Address[Any] | None
     resources: Address[Any]
     catalog: ImageCatalog
     backend_kind: str

@@ -31,6 +31,7 @@ import msgspec
 import structlog
 import trio
 
+from actors.port_verifier import GetUsablePorts, PortsInUse
 from actors.resource_tracker import Release, Reserve
 from actors.ssh_proxy import proxy_child_id
 from golem_actor._atomic import write_atomic
@@ -90,6 +91,7 @@ class VmLifecycle(Actor[object]):
         port_range: range,
         tick_interval: float = 5.0,
         streams_file: Path | None = None,
+        port_verifier: Address[Any] | None = None,
     ) -> None:
         super().__init__()
         self._ops = operations
@@ -99,6 +101,7 @@ class VmLifecycle(Actor[object]):
         self._port_range = port_range
         self._tick_interval = tick_interval
         self._streams_file = streams_file
+        self._port_verifier = port_verifier
         self._vms: dict[str, VmRecord] = {}
         self._running: dict[str, _RunningOp] = {}
         self._next_op = 0
@@ -167,7 +170,7 @@ class VmLifecycle(Actor[object]):
                 if other.stream_id == request.stream_id:
                     raise StreamInUse(f"stream {request.stream_id} already backs another VM")
         vm_id = new_vm_id()
-        port = self._free_port()
+        port = await self._free_port()
         await self._resources.call(Reserve(vm_id, request.resources))
         now = utcnow()
         record = VmRecord(
@@ -347,6 +350,12 @@ class VmLifecycle(Actor[object]):
     # -- helpers ------------------------------------------------------------------------------
 
     async def _save(self) -> None:
+        if self._port_verifier is not None:
+            running = frozenset(
+                r.ssh_port for r in self._vms.values() if r.status is VmStatus.RUNNING
+            )
+            reserved = frozenset(r.ssh_port for r in self._vms.values())
+            await self._port_verifier.cast(PortsInUse(running=running, reserved=reserved))
         registry = Registry(vms=list(self._vms.values()))
         await self._store.save(REGISTRY, registry, schema_version=SCHEMA_VERSION)
         if self._streams_file is not None:
@@ -379,14 +388,19 @@ class VmLifecycle(Actor[object]):
                 )
         raise JobNotFound(f"job {job_id} not found")
 
-    def _free_port(self) -> int:
+    async def _free_port(self) -> int:
+        """The lowest usable port: verified reachable by the port_verifier when there is
+        one (it falls back to unverified ports only when no checker answered)."""
+        candidates: tuple[int, ...] | range = self._port_range
+        if self._port_verifier is not None:
+            candidates = (await self._port_verifier.call(GetUsablePorts())).ports
         taken = {r.ssh_port for r in self._vms.values()}
-        for port in self._port_range:
+        for port in candidates:
             if port not in taken and _bindable(self._ops.listen_host, port):
                 return port
-        raise NoFreePort(
-            f"no free SSH port in {self._port_range.start}-{self._port_range.stop - 1}"
-        )
+        span = f"{self._port_range.start}-{self._port_range.stop - 1}"
+        verified = " verified reachable" if self._port_verifier is not None else ""
+        raise NoFreePort(f"no free{verified} SSH port in {span}")
 
     @staticmethod
     def _view(record: VmRecord) -> VmView:

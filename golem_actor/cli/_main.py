@@ -11,10 +11,13 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from golem_actor import portcheck
+from golem_actor.logs import configure_logging
 from golem_actor.settings import LoadedSettings, SettingsError, resolve_settings
 
 from ._guest import build_guest
 from ._start import start
+from ._status import status
 from ._stop import stop
 
 EXIT_USAGE = 2
@@ -45,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     halt.add_argument(
         "--timeout", type=float, help="seconds before SIGKILL (default: shutdown_timeout_seconds)"
     )
+    check = commands.add_parser("status", help="ports, VM backend and updates, at a glance")
+    _add_data_dir(check)
+    check.add_argument("--json", action="store_true", help="the machine-readable document")
+
+    checker = commands.add_parser(
+        "port-checker", help="run a port-check server (see: port-checker serve --help)"
+    )
+    checker.add_argument("checker_args", nargs=argparse.REMAINDER)
+
     guest = commands.add_parser("guest", help="the tiny test guest of local mode")
     guest_commands = guest.add_subparsers(dest="guest_command", required=True, metavar="ACTION")
     build = guest_commands.add_parser("build", help="build it now (otherwise: on first use)")
@@ -62,6 +74,8 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedSet
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "port-checker":
+        return portcheck.main(args.checker_args, prog="golem-provider port-checker")
     try:
         loaded = settings_from(args, os.environ)
     except SettingsError as error:
@@ -74,4 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return stop(loaded.settings, args.timeout)
         case "guest":
             return build_guest(loaded.settings)
+        case "status":
+            configure_logging(fmt="console", level="warning")
+            return status(loaded.settings, args.json)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices

@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import structlog
 import trio
 
+from golem_actor._atomic import write_atomic
 from golem_actor.logs import choose_format, configure_logging, reset_logging
 from golem_actor.runtime import EXIT_FAILED, run_node
 from golem_actor.settings import LoadedSettings, Settings
@@ -57,6 +59,7 @@ def _run_foreground(loaded: LoadedSettings, ready_fd: int | None) -> int:
         return EXIT_FAILED
 
     def ready() -> None:
+        _write_node_file(settings)
         if ready_fd is not None:
             os.write(ready_fd, b"ready\n")
             os.close(ready_fd)
@@ -65,7 +68,26 @@ def _run_foreground(loaded: LoadedSettings, ready_fd: int | None) -> int:
         return trio.run(lambda: run_node(build_node(settings), on_ready=ready))
     finally:
         _pidfile.release(settings.pid_file)
+        node_file(settings).unlink(missing_ok=True)
         reset_logging()
+
+
+class NodeFile(msgspec.Struct, frozen=True):
+    """`<data dir>/node.json` while a node runs: how local tools reach its API."""
+
+    pid: int
+    api: str  # http://host:port
+
+
+def node_file(settings: Settings) -> Path:
+    return settings.data_path / "node.json"
+
+
+def _write_node_file(settings: Settings) -> None:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    record = NodeFile(pid=os.getpid(), api=f"http://{host}:{settings.port}")
+    write_atomic(node_file(settings), msgspec.json.encode(record), mode=0o600)
 
 
 def _child_argv(settings: Settings, argv: list[str], ready_fd: int) -> list[str]:

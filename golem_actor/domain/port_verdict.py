@@ -156,10 +156,19 @@ class Overall(msgspec.Struct, frozen=True, kw_only=True):
     issues: tuple[str, ...]
 
 
+class BackendCheck(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The VM backend when it is not Multipass (the seed has a Multipass line only)."""
+
+    kind: str  # "qemu"
+    ok: bool
+    detail: str | None = None  # version and acceleration, or why it is unusable
+
+
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     multipass: MultipassCheck | None  # None: not applicable (another VM backend)
     ports: PortsStatus
     overall: Overall
+    backend: BackendCheck | None = None
 
 
 _EXTERNAL = {
@@ -217,7 +226,11 @@ def _plural(count: int) -> str:
 
 
 def build_status(
-    provider: ProviderCheck, ssh: SshCheck, *, multipass: MultipassCheck | None = None
+    provider: ProviderCheck,
+    ssh: SshCheck,
+    *,
+    multipass: MultipassCheck | None = None,
+    backend: BackendCheck | None = None,
 ) -> StatusReport:
     """The whole status document, with the overall verdict and its issue strings."""
     provider_part = provider_status(provider)
@@ -226,6 +239,9 @@ def build_status(
     error = False
     if multipass is not None and not multipass.ok:
         issues.append("Multipass not available")
+        error = True
+    if backend is not None and not backend.ok:
+        issues.append(f"VM backend {backend.kind} not available")
         error = True
     if not provider_part.local_ok:
         issues.append(f"Provider port {provider.port} not ready")
@@ -243,6 +259,7 @@ def build_status(
     overall = "error" if error else ("issues" if issues else "healthy")
     return StatusReport(
         multipass=multipass,
+        backend=backend,
         ports=PortsStatus(provider=provider_part, ssh=ssh_part),
         overall=Overall(status=overall, issues=tuple(issues)),
     )

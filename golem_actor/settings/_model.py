@@ -57,6 +57,13 @@ UrlList = Annotated[
 DEFAULT_PORT_CHECK_SERVERS = ("https://ports1.golem.network", "https://ports2.golem.network")
 
 
+DEFAULT_PUBLIC_IP_SERVICES = ("https://api.ipify.org", "https://ifconfig.me/ip")
+
+
+def _default_public_ip_services() -> list[str]:
+    return list(DEFAULT_PUBLIC_IP_SERVICES)
+
+
 def _default_port_check_servers() -> list[str]:
     return list(DEFAULT_PORT_CHECK_SERVERS)
 
@@ -104,6 +111,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     public_ip: NonEmptyStr = "auto"
     port_check_servers: UrlList = msgspec.field(default_factory=_default_port_check_servers)
     skip_port_verification: bool = False
+    port_check_quorum: PositiveInt = 1
+    port_check_timeout_seconds: PositiveFloat = 10.0
+    port_check_interval_seconds: PositiveInt = 900
+    public_ip_services: UrlList = msgspec.field(default_factory=_default_public_ip_services)
+    update_index_url: OptionalHttpUrl = ""
 
     # Advertising.
     advertiser_type: Literal["golem_base", "discovery_server", "both"] = "golem_base"

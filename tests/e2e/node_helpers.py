@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -56,6 +57,7 @@ class NodeProcess:
     port: int
     ports: range
     guest_cache: Path
+    checkers: tuple[str, ...] = ()  # port-check servers (ours, on loopback)
 
     @property
     def url(self) -> str:
@@ -76,6 +78,9 @@ class NodeProcess:
             GOLEM_PROVIDER_RESERVE_STORAGE_GB="0",
             GOLEM_PROVIDER_LAUNCH_TIMEOUT_SECONDS="120",
             GOLEM_PROVIDER_VM_BACKEND="qemu",
+            GOLEM_PROVIDER_PORT_CHECK_SERVERS=json.dumps(list(self.checkers)),
+            GOLEM_PROVIDER_PUBLIC_IP_SERVICES="[]",
+            GOLEM_PROVIDER_UPDATE_INDEX_URL="http://127.0.0.1:9/",
         )
         return env
 
@@ -126,8 +131,6 @@ class NodeProcess:
         return found
 
     def log_events(self) -> list[str]:
-        import json  # noqa: PLC0415
-
         lines = (self.data / "logs" / "provider.log").read_text().splitlines()
         return [json.loads(line)["event"] for line in lines]
 

@@ -28,8 +28,17 @@ def free_port() -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOLEM_")}
+    env.update(OFFLINE)
     env.update(extra)
     return env
+
+
+# Tests talk to 127.0.0.0/8 only: no public port checkers, echo services or package index.
+OFFLINE = {
+    "GOLEM_PROVIDER_PORT_CHECK_SERVERS": "[]",
+    "GOLEM_PROVIDER_PUBLIC_IP_SERVICES": "[]",
+    "GOLEM_PROVIDER_UPDATE_INDEX_URL": "http://127.0.0.1:9/",
+}
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -81,7 +90,7 @@ async def test_daemon_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
     assert ("node ready", None) in events
     shutdown = events[events.index(("node stopping", None)) :]
     stops = [child for event, child in shutdown if event == "child stopped"]
-    assert stops == ["api", "vm_lifecycle", "ssh_proxies", "resource_tracker"]  # reversed
+    assert stops == ["api", "vm_lifecycle", "ssh_proxies", "port_verifier", "resource_tracker"]
     assert shutdown[-1] == ("node stopped", None)
     assert not any(r["level"] in ("error", "critical") for r in records)
 

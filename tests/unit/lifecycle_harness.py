@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import trio
 
+from actors.port_verifier import PortVerifier, VerifierConfig
 from actors.resource_tracker import ResourceTracker
 from actors.vm_lifecycle import GetVm, Operations, VmLifecycle, VmView
 from golem_actor.adapters.backend import Endpoint
@@ -124,6 +125,7 @@ def build_tree(
             port_range=ports,
             tick_interval=0.05,
             streams_file=store.root / "streams.json",
+            port_verifier=tree.child_address("port_verifier"),
         )
 
     tree = Supervisor(
@@ -136,6 +138,23 @@ def build_tree(
                     reserve=Resources.from_gb(cpus=0, memory_gb=0, storage_gb=0),
                     max_vms=max_vms,
                     total=host,
+                ),
+            ),
+            ChildSpec(
+                "port_verifier",
+                lambda: PortVerifier(
+                    VerifierConfig(
+                        provider_host="127.0.0.1",
+                        provider_port=ports.start - 1,
+                        ssh_host="127.0.0.1",
+                        ssh_ports=ports,
+                        servers=(),
+                        quorum=1,
+                        per_server_timeout=1,
+                        public_ip=None,
+                        skip=True,
+                    ),
+                    interval=3600,
                 ),
             ),
             ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf),
@@ -181,6 +200,7 @@ def build_tree_with_api(
         context = ApiContext(
             version="test",
             lifecycle=inner.child_address("vm_lifecycle"),
+            port_verifier=inner.child_address("port_verifier"),
             resources=inner.child_address("resource_tracker"),
             catalog=load_catalog(None),
             backend_kind="qemu",

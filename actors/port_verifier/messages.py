@@ -1,0 +1,37 @@
+"""Messages of the port_verifier actor."""
+
+from __future__ import annotations
+
+import msgspec
+
+from golem_actor.kernel import Call
+
+from .checks import Verification
+
+
+class PortsInUse(msgspec.Struct, frozen=True, kw_only=True):
+    """From vm_lifecycle: ports its proxies listen on, and every port a VM holds."""
+
+    running: frozenset[int]
+    reserved: frozenset[int]
+
+
+class UsablePorts(msgspec.Struct, frozen=True, kw_only=True):
+    ports: tuple[int, ...]  # lowest first, none reserved by a VM
+    verified: bool
+
+
+class GetUsablePorts(Call[UsablePorts], frozen=True):
+    pass
+
+
+class GetVerification(Call[Verification], frozen=True):
+    pass
+
+
+class Recheck(msgspec.Struct, frozen=True):
+    pass
+
+
+class Checked(msgspec.Struct, frozen=True):
+    verification: Verification

@@ -1,0 +1,335 @@
+"""Nodes and client-side helpers shared by the `api` and `boot` benchmarks.
+
+Two ways to run a node inside the bench process (the trio loop of `trio.run` is the
+node's loop; the load generators stay outside it, in other processes or worker threads):
+- `running_memory_api`: resource tracker, ssh_proxies, vm_lifecycle and api over a
+  `MemoryBackend` whose machines "run sshd" at a banner server of ours (the tree of
+  `supervisors.build_node`, minus QEMU, with room for many VMs);
+- `running_node`: the real node, `supervisors.build_node(settings)`, in a temp data
+  directory whose guest cache is the shared test-guest cache (nothing is rebuilt).
+The client helpers block (sockets, sync httpx): run them with `trio.to_thread.run_sync`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import trio
+
+from actors.api import ApiActor, ApiContext, ProviderInfo
+from actors.resource_tracker import ResourceTracker
+from actors.vm_lifecycle import Operations, VmLifecycle
+from golem_actor.adapters.backend import Endpoint
+from golem_actor.adapters.backend.memory import MemoryBackend
+from golem_actor.domain.resources import Resources
+from golem_actor.identity import load_or_create_operator_token
+from golem_actor.images import load_catalog
+from golem_actor.kernel import ChildSpec, DynamicSupervisor, Inbox, Supervisor
+from golem_actor.settings import Settings, load_settings
+from golem_actor.state_store import StateStore
+from supervisors import build_node
+
+HOST = "127.0.0.1"
+BANNER = b"SSH-2.0-bench_sshd\r\n"
+MEMORY_TOKEN = "bench-operator-token-0123456789abcdef0123"
+
+
+# -- ports ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def free_port_block(size: int) -> range:
+    """`size` consecutive ports that are free on 127.0.0.1 right now."""
+    for _ in range(100):
+        base = random.randrange(20000, 40000)
+        ports = range(base, base + size)
+        try:
+            for port in ports:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind((HOST, port))
+        except OSError:
+            continue
+        return ports
+    raise RuntimeError(f"no block of {size} free ports")
+
+
+# -- a node over the in-memory backend -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiNode:
+    url: str  # ".../api/v1"
+    token: str  # the operator's bearer token
+
+
+async def _fake_sshd(stream: trio.SocketStream) -> None:
+    """An SSH banner, then EOF: all the lifecycle's probe needs."""
+    async with stream:
+        with suppress(trio.BrokenResourceError):
+            await stream.send_all(BANNER)
+
+
+def memory_tree(backend: MemoryBackend, store: StateStore, data: Path, vms: int) -> Supervisor:
+    """`build_node`'s tree with `backend`, sized for `vms` small VMs, API on a free port."""
+    host = Resources.from_gb(cpus=2 * vms, memory_gb=2 * vms, storage_gb=20 * vms)
+    ports = free_port_block(vms)
+    proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60.0)
+
+    def resource_tracker() -> ResourceTracker:
+        zero = Resources.from_gb(cpus=0, memory_gb=0, storage_gb=0)
+        return ResourceTracker(storage_path=data, reserve=zero, max_vms=vms, total=host)
+
+    def vm_lifecycle() -> VmLifecycle:
+        operations = Operations(
+            backend=backend,
+            proxies=tree.child_address("ssh_proxies"),
+            listen_host=HOST,
+            launch_timeout=10.0,
+            idle_timeout=600.0,
+            max_connections=4,
+        )
+        return VmLifecycle(
+            operations=operations,
+            store=store,
+            resources=tree.child_address("resource_tracker"),
+            port_range=ports,
+        )
+
+    def api() -> ApiActor:
+        context = ApiContext(
+            version="bench",
+            lifecycle=tree.child_address("vm_lifecycle"),
+            port_verifier=None,
+            resources=tree.child_address("resource_tracker"),
+            catalog=load_catalog(None),
+            backend_kind=backend.kind,
+            minimum=(1, 1, 10),
+            ssh_host=HOST,
+            operator_token=MEMORY_TOKEN,
+            provider=ProviderInfo(
+                provider_id="0x" + "ab" * 20,
+                stream_payment_address="0x" + "00" * 20,
+                glm_token_address="0x" + "00" * 20,
+                ip_address=None,
+                country="SE",
+                platform="x86_64",
+            ),
+            payments_enabled=False,
+            create_timeout=10.0,
+        )
+        return ApiActor(context, host=HOST, port=0)
+
+    tree = Supervisor(
+        "node",
+        [
+            ChildSpec("resource_tracker", resource_tracker),
+            ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf),
+            ChildSpec("vm_lifecycle", vm_lifecycle),
+            ChildSpec("api", api),
+        ],
+        intensity=5,
+        period=60.0,
+    )
+    return tree
+
+
+@asynccontextmanager
+async def running_memory_api(data: Path, vms: int) -> AsyncIterator[ApiNode]:
+    """The tree of `memory_tree` running in this trio loop until the block ends."""
+    async with trio.open_nursery() as nursery:
+        sshd = partial(trio.serve_tcp, _fake_sshd, 0, host=HOST)
+        listeners = await nursery.start(sshd)
+        backend = MemoryBackend(ssh=Endpoint(HOST, listeners[0].socket.getsockname()[1]))
+        tree = memory_tree(backend, StateStore(data), data, vms)
+        await nursery.start(tree.run, Inbox("node"))
+        api: ApiActor = tree.child_actor("api")
+        try:
+            yield ApiNode(api.bound[0] + "/api/v1", MEMORY_TOKEN)
+        finally:
+            tree.request_stop()
+            nursery.cancel_scope.cancel()
+
+
+# -- the real node -------------------------------------------------------------------
+
+
+def guest_cache_dir() -> Path:
+    """The test-guest cache the e2e tests share (`GOLEM_TEST_CACHE`, else ~/.cache/...)."""
+    env = os.environ.get("GOLEM_TEST_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "golem-actor-tests"
+
+
+def node_settings(data: Path, guest_cache: Path, *, ssh_port: int) -> Settings:
+    """A loopback-only QEMU node in `data` whose one public SSH port is `ssh_port`.
+
+    One port means the bench knows a VM's public port before the create answers.
+    Port verification is skipped: nothing is asked of the Internet.
+    The backend's guest cache `<data>/guest` is a symlink to `guest_cache`.
+    """
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "guest").symlink_to(guest_cache.absolute(), target_is_directory=True)
+    return load_settings(
+        env={},
+        cli={
+            "data_dir": str(data),
+            "host": HOST,
+            "port": free_port(),
+            "vm_backend": "qemu",
+            "qemu_accel": "tcg",
+            "ssh_listen_host": HOST,
+            "port_range_start": ssh_port,
+            "port_range_end": ssh_port + 1,
+            "max_vms": 1,
+            "skip_port_verification": True,  # no port-check servers: loopback only
+            "reserve_memory_gb": 0,
+            "reserve_storage_gb": 0,
+            "launch_timeout_seconds": 60.0,
+            "log_format": "json",
+        },
+    )
+
+
+@asynccontextmanager
+async def running_node(settings: Settings, *, stop_bound: float = 30.0) -> AsyncIterator[ApiNode]:
+    """`supervisors.build_node(settings)` running in this trio loop until the block ends."""
+    root = await trio.to_thread.run_sync(build_node, settings)
+    token = await trio.to_thread.run_sync(load_or_create_operator_token, settings.data_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(root.run, Inbox("node"))
+        api: ApiActor = root.child_actor("api")
+        try:
+            yield ApiNode(api.bound[0] + "/api/v1", token)
+        finally:
+            root.request_stop()  # graceful: the API drains, the lifecycle saves its state
+            nursery.cancel_scope.deadline = trio.current_time() + stop_bound
+
+
+# -- client side (blocking: run in worker threads) -----------------------------------
+
+
+def http(
+    method: str, url: str, token: str, body: Any = None, *, timeout: float = 30.0
+) -> tuple[int, Any]:
+    """One request with the bearer token: (status, decoded JSON body)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(timeout=timeout) as client:
+        reply = client.request(method, url, headers=headers, json=body)
+    return reply.status_code, reply.json()
+
+
+def read_banner(port: int, timeout: float = 2.0, ports: set[int] | None = None) -> bytes | None:
+    """One attempt at an `SSH-` banner on 127.0.0.1:`port` (None: refused, closed, ...).
+
+    `ports` collects the local port of each connection made (to tell ours apart in logs).
+    """
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            if ports is not None:
+                ports.add(sock.getsockname()[1])
+            received = b""
+            while b"\n" not in received and len(received) < 255:
+                chunk = sock.recv(255)
+                if not chunk:
+                    break
+                received += chunk
+    except OSError:
+        return None
+    return received if received.startswith(b"SSH-") else None
+
+
+def poll_banner(
+    port: int,
+    deadline: float,
+    stop: threading.Event,
+    interval: float,
+    *,
+    attempt: float = 0.25,
+    ports: set[int] | None = None,
+) -> float | None:
+    """`time.monotonic()` when a banner was first read on `port`; None on deadline/stop.
+
+    A fresh connection every `interval`, each bounded to `attempt` seconds.
+    """
+    while time.monotonic() < deadline and not stop.is_set():
+        if read_banner(port, attempt, ports) is not None:
+            return time.monotonic()
+        time.sleep(interval)
+    return None
+
+
+def cpu_busy(seconds: float = 0.3) -> float:
+    """The machine's CPU use (0-100 %, all cores) over `seconds`."""
+    return psutil.cpu_percent(interval=seconds)
+
+
+async def idle_gate(max_busy: float = 30.0, bound: float = 10.0) -> float:
+    """Wait (up to `bound` s) until the machine is idle-ish; the last CPU use seen."""
+    busy = 100.0
+    with trio.move_on_after(bound):
+        while True:
+            busy = await trio.to_thread.run_sync(cpu_busy)
+            if busy <= max_busy:
+                break
+    return busy
+
+
+# -- log capture ---------------------------------------------------------------------
+
+
+class LogRecorder(io.StringIO):
+    """A stream for `configure_logging` that keeps each line with `time.monotonic()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        now = time.monotonic()
+        with self._lock:
+            self.lines.extend((now, line) for line in text.splitlines() if line.strip())
+        return len(text)
+
+
+# -- processes -----------------------------------------------------------------------
+
+
+def processes_mentioning(needle: str) -> list[psutil.Process]:
+    """Live processes whose command line mentions `needle` (our temp dir: our QEMUs)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if any(needle in part for part in cmdline):
+            found.append(proc)
+    return found
+
+
+def kill_all(procs: list[psutil.Process], timeout: float = 10.0) -> None:
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(procs, timeout=timeout)

@@ -1,0 +1,75 @@
+"""`golem-provider status [--json]`: the node's ports, its VM backend, and updates.
+
+With the node running, the report is the node's own latest verification (read through
+the operator-only `/admin/status` route with the token from the data directory); without
+it, the same checks run here. Exit status 1 when the overall verdict is `error`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+import msgspec
+import trio
+
+from actors.port_verifier import verify
+from golem_actor import __version__
+from golem_actor.adapters.pypi import UpdateCheck, check_for_update
+from golem_actor.domain.port_verdict import StatusReport
+from golem_actor.images import load_catalog
+from golem_actor.settings import Settings
+from golem_actor.status_render import render_json, render_tty
+from supervisors import verifier_settings
+from supervisors.backend import choose_backend, probe_backend
+
+from . import _pidfile
+from ._start import NodeFile, node_file
+
+
+async def _from_node(settings: Settings) -> StatusReport | None:
+    if _pidfile.running_pid(settings.pid_file) is None:
+        return None
+    token_file = settings.data_path / "operator.token"
+    try:
+        node = msgspec.json.decode(node_file(settings).read_bytes(), type=NodeFile)
+        token = token_file.read_text().strip()
+        async with httpx.AsyncClient(timeout=10) as client:
+            reply = await client.get(
+                f"{node.api}/api/v1/admin/status",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        reply.raise_for_status()
+        return msgspec.json.decode(reply.content, type=StatusReport)
+    except (OSError, httpx.HTTPError, msgspec.DecodeError) as error:
+        print(
+            f"golem-provider: the running node did not answer ({error}); checking here",
+            file=sys.stderr,
+        )
+        return None
+
+
+async def _here(settings: Settings) -> StatusReport:
+    backend = choose_backend(settings, load_catalog(settings.data_path))
+    multipass, vm_backend = await probe_backend(settings, backend.kind)
+    verification = await verify(
+        verifier_settings(settings),
+        in_use=frozenset(),
+        api_running=False,
+        multipass=multipass,
+        backend=vm_backend,
+    )
+    return verification.report
+
+
+async def _gather(settings: Settings) -> tuple[StatusReport, UpdateCheck]:
+    update = await check_for_update(__version__, index_url=settings.update_index_url or None)
+    report = await _from_node(settings) or await _here(settings)
+    return report, update
+
+
+def status(settings: Settings, as_json: bool) -> int:
+    report, update = trio.run(_gather, settings)
+    render = render_json if as_json else render_tty
+    sys.stdout.write(render(report, update=update))
+    return 1 if report.overall.status == "error" else 0

@@ -1,0 +1,86 @@
+"""`golem-provider status` and our port-check server, as real processes on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from node_helpers import CLI, NodeProcess, free_block, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def checker() -> AsyncIterator[str]:
+    """Our port-check server on 127.0.0.2, started through the product's CLI."""
+    port = free_port()
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            trio.run_process,
+            [CLI, "port-checker", "serve", "--host", "127.0.0.2", "--port", str(port)],
+        )
+        url = f"http://127.0.0.2:{port}"
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(20):
+                while True:
+                    try:
+                        if (await client.get(f"{url}/health")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        await trio.sleep(0.1)
+        yield url
+        process.terminate()
+
+
+async def status(node: NodeProcess, *extra: str) -> tuple[int, str]:
+    result = await node.cli("status", *extra)
+    return result.returncode, result.stdout.decode()
+
+
+async def test_status_with_and_without_the_node(tmp_path: Path, checker: str) -> None:
+    node = NodeProcess(
+        data=tmp_path / "node",
+        port=free_port(),
+        ports=free_block(6),
+        guest_cache=tmp_path / "no-guest-needed",
+        checkers=(checker,),
+    )
+    node.guest_cache.mkdir()
+    # Without a running node the command runs the checks itself.
+    # The API port is free: it is held open while the checker probes it.
+    code, text = await status(node, "--json")
+    offline = json.loads(text)
+    assert code == 0, text
+    assert offline["ports"]["provider"]["local_detail"] == "port is free (bindable)"
+    assert offline["ports"]["provider"]["status"] == "reachable"
+    assert offline["ports"]["ssh"]["usable_free"] == 6
+
+    await node.start()
+    try:
+        code, text = await status(node, "--json")
+        document = json.loads(text)
+        assert code == 0, text
+        assert document["overall"] == {"status": "healthy", "issues": []}
+        provider = document["ports"]["provider"]
+        assert (provider["port"], provider["host"], provider["status"]) == (
+            node.port,
+            "127.0.0.1",
+            "reachable",
+        )
+        ssh = document["ports"]["ssh"]
+        assert ssh["range"] == [node.ports.start, node.ports.stop]
+        assert (ssh["status"], ssh["usable_free"], ssh["in_use"]) == ("ok", 6, 0)
+        assert ssh["issues"] == {"unreachable": 0, "not_listening": 0}
+        assert [p["status"] for p in ssh["ports"]] == ["reachable"] * 6
+        assert document["backend"]["kind"] == "qemu"
+        assert document["version"]["update_available"] is False  # the index is unreachable
+        code, tty = await status(node)
+        assert tty.startswith("Overall         Healthy\n")
+        assert f"SSH Ports       {node.ports.start}-{node.ports.stop - 1} — OK" in tty
+        assert "update check unavailable" in tty
+    finally:
+        await node.stop()
