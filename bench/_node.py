@@ -12,6 +12,7 @@ The client helpers block (sockets, sync httpx): run them with `trio.to_thread.ru
 
 from __future__ import annotations
 
+import gc
 import io
 import math
 import os
@@ -164,6 +165,7 @@ async def running_memory_api(data: Path, vms: int) -> AsyncIterator[ApiNode]:
         backend = MemoryBackend(ssh=Endpoint(HOST, listeners[0].socket.getsockname()[1]))
         tree = memory_tree(backend, StateStore(data), data, vms)
         await nursery.start(tree.run, Inbox("node"))
+        gc.freeze()  # as golem_actor.runtime.run_node does once the tree is ready
         api: ApiActor = tree.child_actor("api")
         try:
             yield ApiNode(api.bound[0] + "/api/v1", MEMORY_TOKEN)
@@ -218,6 +220,7 @@ async def running_node(settings: Settings, *, stop_bound: float = 30.0) -> Async
     token = await trio.to_thread.run_sync(load_or_create_operator_token, settings.data_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(root.run, Inbox("node"))
+        gc.freeze()  # as golem_actor.runtime.run_node does once the tree is ready
         api: ApiActor = root.child_actor("api")
         try:
             yield ApiNode(api.bound[0] + "/api/v1", token)
