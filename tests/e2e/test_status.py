@@ -15,25 +15,32 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def checker() -> AsyncIterator[str]:
-    """Our port-check server on 127.0.0.2, started through the product's CLI."""
-    port = free_port()
+async def checkers() -> AsyncIterator[tuple[str, str]]:
+    """Two port-check servers of ours on 127.0.0.2 and 127.0.0.3, through the product's CLI."""
+    urls = []
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            trio.run_process,
-            [CLI, "port-checker", "serve", "--host", "127.0.0.2", "--port", str(port)],
-        )
-        url = f"http://127.0.0.2:{port}"
+        processes = []
+        for host in ("127.0.0.2", "127.0.0.3"):
+            port = free_port()
+            processes.append(
+                await nursery.start(
+                    trio.run_process,
+                    [CLI, "port-checker", "serve", "--host", host, "--port", str(port)],
+                )
+            )
+            urls.append(f"http://{host}:{port}")
         async with httpx.AsyncClient() as client:
-            with trio.fail_after(20):
-                while True:
-                    try:
-                        if (await client.get(f"{url}/health")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        await trio.sleep(0.1)
-        yield url
-        process.terminate()
+            for url in urls:
+                with trio.fail_after(20):
+                    while True:
+                        try:
+                            if (await client.get(f"{url}/health")).status_code == 200:
+                                break
+                        except httpx.HTTPError:
+                            await trio.sleep(0.1)
+        yield urls[0], urls[1]
+        for process in processes:
+            process.terminate()
 
 
 async def status(node: NodeProcess, *extra: str) -> tuple[int, str]:
@@ -41,13 +48,13 @@ async def status(node: NodeProcess, *extra: str) -> tuple[int, str]:
     return result.returncode, result.stdout.decode()
 
 
-async def test_status_with_and_without_the_node(tmp_path: Path, checker: str) -> None:
+async def test_status_with_and_without_the_node(tmp_path: Path, checkers: tuple[str, str]) -> None:
     node = NodeProcess(
         data=tmp_path / "node",
         port=free_port(),
         ports=free_block(6),
         guest_cache=tmp_path / "no-guest-needed",
-        checkers=(checker,),
+        checkers=checkers,
     )
     node.guest_cache.mkdir()
     # Without a running node the command runs the checks itself.
