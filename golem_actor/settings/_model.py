@@ -139,6 +139,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     stream_withdraw_enabled: bool = False
     stream_withdraw_interval_seconds: PositiveInt = 1800
     stream_min_withdraw_wei: NonNegativeInt = 0
+    price_wei_per_core_month: NonNegativeInt = 0
+    price_wei_per_gb_ram_month: NonNegativeInt = 0
+    price_wei_per_gb_storage_month: NonNegativeInt = 0
+    tx_max_fee_wei: PositiveInt = 100_000_000_000  # 100 gwei per gas, at most
 
     @property
     def data_path(self) -> Path:
