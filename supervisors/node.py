@@ -23,6 +23,7 @@ from functools import partial
 from actors.api import ApiActor, ApiContext, ProviderInfo
 from actors.port_verifier import PortVerifier, VerifierConfig
 from actors.resource_tracker import ResourceTracker
+from actors.stream_monitor import StreamMonitor
 from actors.vm_lifecycle import Operations, VmLifecycle
 from golem_actor import __version__
 from golem_actor.domain.resources import Resources
@@ -33,6 +34,7 @@ from golem_actor.settings import Settings
 from golem_actor.state_store import StateStore
 
 from .backend import choose_backend, probe_backend
+from .payments import payments_for
 
 ROOT_INTENSITY = 5
 ROOT_PERIOD = 60.0
@@ -68,6 +70,7 @@ def build_node(settings: Settings) -> Supervisor:
     key = load_or_create_provider_key(settings.key_dir)
     operator_token = load_or_create_operator_token(data)
     store = StateStore(settings.state_dir)
+    payments = payments_for(settings, key.address)
 
     reserve = Resources.from_gb(
         cpus=settings.reserve_cpu_cores,
@@ -121,6 +124,7 @@ def build_node(settings: Settings) -> Supervisor:
             operator_token=operator_token,
             provider=provider,
             payments_enabled=settings.payments_enabled,
+            payments=None if payments is None else payments.gate,
             create_timeout=settings.launch_timeout_seconds + 30.0,
         )
         return ApiActor(context, host=settings.host, port=settings.port)
@@ -133,6 +137,18 @@ def build_node(settings: Settings) -> Supervisor:
         country=settings.provider_country,
         platform=_platform(),
     )
+
+    def stream_monitor() -> StreamMonitor:
+        assert payments is not None
+        return StreamMonitor(
+            client=payments.client,
+            lifecycle=tree.child_address("vm_lifecycle"),
+            store=store,
+            interval=settings.stream_monitor_interval_seconds,
+            min_remaining=settings.stream_min_remaining_seconds,
+        )
+
+    monitoring = payments is not None and settings.stream_monitor_enabled
     tree = Supervisor(
         "node",
         [
@@ -140,6 +156,7 @@ def build_node(settings: Settings) -> Supervisor:
             ChildSpec("port_verifier", port_verifier, shutdown=5.0),
             ChildSpec("ssh_proxies", lambda: ssh_proxies, shutdown=math.inf),
             ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0),
+            *([ChildSpec("stream_monitor", stream_monitor)] if monitoring else []),
             ChildSpec("api", api, shutdown=10.0),
         ],
         strategy=Strategy.ONE_FOR_ONE,

@@ -43,6 +43,7 @@ from golem_actor.keys import generate_ssh_keypair
 from .context import ApiContext
 from .errors import ApiError, translate
 from .openapi import Router, openapi_document
+from .payments import PaymentGate, StreamStatus
 from .schemas import (
     AccessInfo,
     CapacityInfo,
@@ -154,6 +155,7 @@ def build_router(context: ApiContext) -> Router:
     _node_routes(router, context)
     _create_route(router, context)
     _vm_routes(router, context)
+    _stream_routes(router, context)
     _admin_routes(router, context)
     return router
 
@@ -198,10 +200,10 @@ def _create_route(router: Router, context: ApiContext) -> None:
             minimum=context.minimum,
         )
         image = context.catalog.resolve(body.image, context.backend_kind)
-        if context.payments_enabled:
+        if context.payments is not None:
             if body.stream_id is None:
                 raise ApiError(400, "stream_id required when payments are enabled")
-            raise ApiError(503, "payment stream verification is not available on this node yet")
+            await context.payments.admit(body.stream_id, resources)
         private_key: str | None = None
         if body.ssh_key is None:
             private_key, public = generate_ssh_keypair(f"golem-{name}")
@@ -331,6 +333,50 @@ def _vm_routes(router: Router, context: ApiContext) -> None:
         if view.status is VmStatus.ERROR:
             raise ApiError(500, f"VM {vm_id} could not be deleted: {view.error}")
         return json_response(Deleted(vm_id=vm_id, status=view.status.value), 202)
+
+
+def _stream_routes(router: Router, context: ApiContext) -> None:
+    route = router.route
+
+    def gate() -> PaymentGate:
+        if context.payments is None:
+            raise ApiError(400, "streaming payments not enabled on this provider")
+        return context.payments
+
+    @route(
+        "GET", "/vms/<vm_id>/stream", "The payment stream of a VM", responses={200: StreamStatus}
+    )
+    async def vm_stream(vm_id: str) -> Response:
+        payments = gate()
+        view = await context.lifecycle.call(GetVm(caller_of(context), vm_id))
+        if view.stream_id is None:
+            raise ApiError(404, f"no stream mapped for this VM ({vm_id})")
+        reading = await payments.read([view.stream_id])
+        status = payments.status(vm_id, view.stream_id, reading, view.resources)
+        if status is None:
+            raise ApiError(404, f"stream {view.stream_id} does not exist on the chain")
+        return json_response(status)
+
+    @route(
+        "GET",
+        "/payments/streams",
+        "The payment streams of the caller's VMs",
+        responses={200: list[StreamStatus]},
+    )
+    async def streams() -> Response:
+        payments = gate()
+        views = [
+            v
+            for v in await context.lifecycle.call(ListVms(caller_of(context)))
+            if v.stream_id is not None
+        ]
+        reading = await payments.read([v.stream_id for v in views if v.stream_id is not None])
+        found = (
+            payments.status(v.vm_id, v.stream_id, reading, v.resources)
+            for v in views
+            if v.stream_id is not None
+        )
+        return json_response([s for s in found if s is not None])
 
 
 def _admin_routes(router: Router, context: ApiContext) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from golem_actor.images import ImageCatalog
 from golem_actor.kernel import Address
 
+from .payments import PaymentGate
 from .schemas import ProviderInfo
 
 
@@ -24,5 +25,6 @@ class ApiContext:
     operator_token: str
     provider: ProviderInfo
     payments_enabled: bool
+    payments: PaymentGate | None = None  # set when payments are enabled
     create_timeout: float  # how long a synchronous create waits for SSH
     stop_timeout: float = 120.0

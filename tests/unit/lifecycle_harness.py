@@ -189,7 +189,14 @@ OPERATOR_TOKEN = "operator-token-for-tests-0123456789abcdef"
 
 
 def build_tree_with_api(
-    backend: MemoryBackend, store: StateStore, ports: range, *, host: Resources, max_vms: int
+    backend: MemoryBackend,
+    store: StateStore,
+    ports: range,
+    *,
+    host: Resources,
+    max_vms: int,
+    payments: Any = None,
+    monitor_interval: float = 0.2,
 ) -> Supervisor:
     from actors.api import ApiActor, ApiContext, ProviderInfo  # noqa: PLC0415
     from golem_actor.images import load_catalog  # noqa: PLC0415
@@ -215,17 +222,24 @@ def build_tree_with_api(
                 country="SE",
                 platform="x86_64",
             ),
-            payments_enabled=False,
+            payments_enabled=payments is not None,
+            payments=None if payments is None else payments.gate,
             create_timeout=10.0,
         )
         return ApiActor(context, host="127.0.0.1", port=0)
 
-    return Supervisor(
-        "root",
-        [ChildSpec("node", lambda: inner, shutdown=math.inf), ChildSpec("api", api)],
-        intensity=5,
-        period=60,
-    )
+    def monitor() -> Any:
+        from actors.stream_monitor import StreamMonitor  # noqa: PLC0415
+
+        return StreamMonitor(
+            client=payments.client, lifecycle=inner.child_address("vm_lifecycle"), store=store,
+            interval=monitor_interval, min_remaining=payments.gate.min_remaining,
+        )
+
+    children = [ChildSpec("node", lambda: inner, shutdown=math.inf), ChildSpec("api", api)]
+    if payments is not None:
+        children.insert(1, ChildSpec("stream_monitor", monitor))
+    return Supervisor("root", children, intensity=5, period=60)
 
 
 @dataclass
@@ -236,14 +250,21 @@ class ApiNode:
 
 @asynccontextmanager
 async def running_api(
-    data: Path, *, host: Resources = HOST, max_vms: int = 4, ports: int = 6
+    data: Path,
+    *,
+    host: Resources = HOST,
+    max_vms: int = 4,
+    ports: int = 6,
+    payments: Any = None,
 ) -> AsyncIterator[ApiNode]:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, fake_sshd, 0, host="127.0.0.1"))
         backend = MemoryBackend(ssh=Endpoint("127.0.0.1", listeners[0].socket.getsockname()[1]))
         store = StateStore(data)
         block = port_block(ports)
-        root = build_tree_with_api(backend, store, block, host=host, max_vms=max_vms)
+        root = build_tree_with_api(
+            backend, store, block, host=host, max_vms=max_vms, payments=payments
+        )
         await nursery.start(root.run, Inbox("root"))
         inner = root.child_actor("node")
         api = root.child_actor("api")

@@ -1,0 +1,207 @@
+"""The node's payment gate and stream monitor on a real anvil chain.
+
+VMs run on the in-memory backend (the payments logic is what is under test; the full
+rental on QEMU is tests/e2e/test_rental.py); the HTTP API, vm_lifecycle, the proxies and
+the stream monitor are the real actors, and every stream is a real StreamPayment stream.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from actors.api.payments import PaymentGate
+from golem_actor.adapters.chain.rpc import RpcClient
+from golem_actor.adapters.chain.stream_payment import StreamPaymentClient
+from golem_actor.domain.streams import SECONDS_PER_MONTH
+from supervisors.payments import Payments
+
+from .chain_helpers import ZERO_ADDRESS, Chain, Contract
+from .conftest import AnvilNode, Parties
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "unit"))  # the shared in-process harness
+from lifecycle_harness import OPERATOR_TOKEN, running_api
+
+pytestmark = pytest.mark.e2e
+
+PRICE = 10**9  # wei per second for one core (memory and disk are free here)
+RUNWAY = 1_000  # seconds a good stream pays for
+MIN_REMAINING = 600
+KEY_LESS = {"name": "paid", "resources": {"cpu": 1, "memory": 1, "storage": 10}}
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+async def open_stream(
+    sp: Contract,
+    sender: Any,
+    recipient: str,
+    *,
+    rate: int = PRICE,
+    seconds: int = RUNWAY,
+    token: str = ZERO_ADDRESS,
+) -> int:
+    deposit = rate * seconds
+    value = deposit if token == ZERO_ADDRESS else 0
+    receipt = await sp.transact(
+        sender, "createStream", token, recipient, deposit, rate, value=value
+    )
+    (event,) = [e for e in sp.events(receipt) if e.name == "StreamCreated"]
+    return int(event.args["streamId"])
+
+
+@asynccontextmanager
+async def paid_node(
+    tmp_path: Path, anvil: AnvilNode, sp: Contract, provider: str
+) -> AsyncIterator[tuple[str, RpcClient]]:
+    rpc = RpcClient(anvil.url, timeout=2, attempts=1)
+    client = StreamPaymentClient(rpc, sp.address)
+    gate = PaymentGate(
+        client=client,
+        provider=provider,
+        token=ZERO_ADDRESS,
+        min_remaining=MIN_REMAINING,
+        wei_per_core_month=PRICE * SECONDS_PER_MONTH,
+        wei_per_gb_ram_month=0,
+        wei_per_gb_disk_month=0,
+    )
+    async with running_api(tmp_path, payments=Payments(client=client, gate=gate)) as node:
+        yield node.url, rpc
+    await rpc.aclose()
+
+
+async def create(
+    client: httpx.AsyncClient, url: str, name: str, stream_id: int | None
+) -> httpx.Response:
+    body: dict[str, object] = {**KEY_LESS, "name": name}
+    if stream_id is not None:
+        body["stream_id"] = stream_id
+    return await client.post(f"{url}/vms", json=body)
+
+
+async def wait_status(client: httpx.AsyncClient, url: str, vm_id: str, status: str) -> None:
+    with trio.fail_after(15):
+        for _ in range(10_000):  # polling the node over HTTP, as a client would
+            if (await client.get(f"{url}/vms/{vm_id}")).json()["status"] == status:
+                return
+            await trio.sleep(0.05)
+
+
+async def test_each_invalid_stream_is_refused_with_its_reason(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    chain: Chain,
+    parties: Parties,
+    deployed_stream_payment: Contract,
+    test_token: Contract,
+) -> None:
+    sp, provider = deployed_stream_payment, parties.recipient.address
+    sender = parties.sender
+    terminated = await open_stream(sp, sender, provider)
+    await sp.transact(sender, "terminate", terminated)
+    halted = await open_stream(sp, sender, provider)
+    await sp.transact(parties.oracle, "haltStream", halted)
+    elsewhere = await open_stream(sp, sender, parties.stranger.address)
+    short = await open_stream(sp, sender, provider, seconds=MIN_REMAINING // 2)
+    cheap = await open_stream(sp, sender, provider, rate=PRICE - 1, seconds=RUNWAY * 2)
+    expiring = await open_stream(sp, sender, provider, seconds=MIN_REMAINING + 50)
+    await test_token.transact(parties.sender, "mint", sender.address, PRICE * RUNWAY)
+    await test_token.transact(parties.sender, "approve", sp.address, PRICE * RUNWAY)
+    in_tokens = await open_stream(sp, sender, provider, token=test_token.address)
+    good = await open_stream(sp, sender, provider)
+    await chain.increase_time(100)  # `expiring` is now below the required runway
+    async with (
+        paid_node(tmp_path, anvil, sp, provider) as (url, _),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        missing = await create(client, url, "no-stream", None)
+        assert (missing.status_code, missing.json()["detail"]) == (
+            400,
+            "stream_id required when payments are enabled",
+        )
+        for name, stream_id, reason in [
+            ("ghost", 10**6, "stream not found"),
+            ("terminated", terminated, "stream terminated"),
+            ("halted", halted, "stream halted"),
+            ("elsewhere", elsewhere, "recipient mismatch"),
+            ("short", short, "runway too short"),
+            ("expiring", expiring, "runway too short"),
+            ("cheap", cheap, "rate below price"),
+            ("tokens", in_tokens, "wrong token"),
+        ]:
+            refused = await create(client, url, name, stream_id)
+            assert refused.status_code == 400, (name, refused.text)
+            assert refused.json()["detail"].startswith(f"invalid stream: {reason}"), name
+        accepted = await create(client, url, "good", good)
+        assert accepted.status_code == 200, accepted.text
+        reused = await create(client, url, "again", good)
+        assert (reused.status_code, reused.json()["detail"]) == (
+            400,
+            f"stream {good} already backs another VM",
+        )
+        listed = (await client.get(f"{url}/vms", headers=OPERATOR)).json()
+        assert [v["name"] for v in listed] == ["good"]  # nothing else was created
+        status = (await client.get(f"{url}/vms/{accepted.json()['id']}/stream")).json()
+        assert (status["stream_id"], status["verified"], status["reason"]) == (good, True, "ok")
+        assert status["chain"]["recipient"] == provider
+        assert status["chain"]["ratePerSecond"] == PRICE
+        assert 0 < status["computed"]["remaining_seconds"] <= RUNWAY
+
+
+async def test_the_monitor_stops_unpaid_vms_and_starts_topped_up_ones(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    chain: Chain,
+    parties: Parties,
+    deployed_stream_payment: Contract,
+) -> None:
+    sp, provider, sender = deployed_stream_payment, parties.recipient.address, parties.sender
+    paying = await open_stream(sp, sender, provider)
+    async with (
+        paid_node(tmp_path, anvil, sp, provider) as (url, _),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        vm = (await create(client, url, "paid", paying)).json()
+        assert vm["status"] == "running"
+        await chain.increase_time(RUNWAY - MIN_REMAINING + 10)  # runway below the threshold
+        await wait_status(client, url, vm["id"], "stopped")
+        await sp.transact(sender, "topUp", paying, PRICE * RUNWAY, value=PRICE * RUNWAY)
+        await wait_status(client, url, vm["id"], "running")  # paid again: started again
+        await sp.transact(sender, "terminate", paying)
+        await wait_status(client, url, vm["id"], "stopped")  # at the next tick
+        streams = (await client.get(f"{url}/payments/streams", headers=OPERATOR)).json()
+        assert [s["reason"] for s in streams] == ["stream terminated"]
+
+
+async def test_a_chain_outage_stops_nothing_and_refuses_creates(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    chain: Chain,
+    parties: Parties,
+    deployed_stream_payment: Contract,
+) -> None:
+    sp, provider, sender = deployed_stream_payment, parties.recipient.address, parties.sender
+    paying = await open_stream(sp, sender, provider)
+    later = await open_stream(sp, sender, provider)
+    async with (
+        paid_node(tmp_path, anvil, sp, provider) as (url, rpc),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        vm = (await create(client, url, "paid", paying)).json()
+        rpc.url = "http://127.0.0.1:9/"  # the chain is gone
+        await chain.increase_time(RUNWAY)  # even a stream that ran dry must not stop the VM
+        await trio.sleep(1.0)  # five monitor ticks
+        assert (await client.get(f"{url}/vms/{vm['id']}")).json()["status"] == "running"
+        refused = await create(client, url, "during-outage", later)
+        assert refused.status_code == 503
+        assert "cannot read payment streams" in refused.json()["detail"]
+        rpc.url = anvil.url  # the chain is back: the monitor sees the dry stream
+        await wait_status(client, url, vm["id"], "stopped")
+        fresh = await open_stream(sp, sender, provider)
+        assert (await create(client, url, "after", fresh)).status_code == 200
