@@ -25,6 +25,8 @@ from actors.port_verifier import PortVerifier, VerifierConfig
 from actors.resource_tracker import ResourceTracker
 from actors.stream_monitor import StreamMonitor
 from actors.vm_lifecycle import Operations, VmLifecycle
+from actors.wallet import Wallet
+from actors.withdraw_scheduler import WithdrawScheduler
 from golem_actor import __version__
 from golem_actor.domain.resources import Resources
 from golem_actor.identity import load_or_create_operator_token, load_or_create_provider_key
@@ -148,15 +150,37 @@ def build_node(settings: Settings) -> Supervisor:
             min_remaining=settings.stream_min_remaining_seconds,
         )
 
+    def wallet() -> Wallet:
+        assert payments is not None
+        return Wallet(
+            key_dir=settings.key_dir,
+            rpc_url=payments.rpc_url,
+            contract=settings.stream_payment_address,
+            max_fee_cap_wei=settings.tx_max_fee_wei,
+        )
+
+    def withdraw_scheduler() -> WithdrawScheduler:
+        assert payments is not None
+        return WithdrawScheduler(
+            client=payments.client,
+            lifecycle=tree.child_address("vm_lifecycle"),
+            wallet=tree.child_address("wallet"),
+            interval=settings.stream_withdraw_interval_seconds,
+            min_wei=settings.stream_min_withdraw_wei,
+        )
+
     monitoring = payments is not None and settings.stream_monitor_enabled
+    withdrawing = payments is not None and settings.stream_withdraw_enabled
     tree = Supervisor(
         "node",
         [
+            *([ChildSpec("wallet", wallet, shutdown=30.0)] if payments is not None else []),
             ChildSpec("resource_tracker", resource_tracker),
             ChildSpec("port_verifier", port_verifier, shutdown=5.0),
             ChildSpec("ssh_proxies", lambda: ssh_proxies, shutdown=math.inf),
             ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0),
             *([ChildSpec("stream_monitor", stream_monitor)] if monitoring else []),
+            *([ChildSpec("withdraw_scheduler", withdraw_scheduler)] if withdrawing else []),
             ChildSpec("api", api, shutdown=10.0),
         ],
         strategy=Strategy.ONE_FOR_ONE,

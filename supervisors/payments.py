@@ -15,6 +15,7 @@ from golem_actor.settings import Settings
 class Payments:
     client: StreamPaymentClient
     gate: PaymentGate
+    rpc_url: str = ""
 
 
 def payments_for(settings: Settings, provider: str) -> Payments | None:
@@ -36,4 +37,4 @@ def payments_for(settings: Settings, provider: str) -> Payments | None:
         wei_per_gb_ram_month=settings.price_wei_per_gb_ram_month,
         wei_per_gb_disk_month=settings.price_wei_per_gb_storage_month,
     )
-    return Payments(client=client, gate=gate)
+    return Payments(client=client, gate=gate, rpc_url=url)

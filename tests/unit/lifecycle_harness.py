@@ -197,6 +197,7 @@ def build_tree_with_api(
     max_vms: int,
     payments: Any = None,
     monitor_interval: float = 0.2,
+    wallet: Any = None,
 ) -> Supervisor:
     from actors.api import ApiActor, ApiContext, ProviderInfo  # noqa: PLC0415
     from golem_actor.images import load_catalog  # noqa: PLC0415
@@ -232,14 +233,32 @@ def build_tree_with_api(
         from actors.stream_monitor import StreamMonitor  # noqa: PLC0415
 
         return StreamMonitor(
-            client=payments.client, lifecycle=inner.child_address("vm_lifecycle"), store=store,
-            interval=monitor_interval, min_remaining=payments.gate.min_remaining,
+            client=payments.client,
+            lifecycle=inner.child_address("vm_lifecycle"),
+            store=store,
+            interval=monitor_interval,
+            min_remaining=payments.gate.min_remaining,
+        )
+
+    def scheduler() -> Any:
+        from actors.withdraw_scheduler import WithdrawScheduler  # noqa: PLC0415
+
+        return WithdrawScheduler(
+            client=payments.client,
+            lifecycle=inner.child_address("vm_lifecycle"),
+            wallet=root.child_address("wallet"),
+            interval=monitor_interval,
+            min_wei=1,
         )
 
     children = [ChildSpec("node", lambda: inner, shutdown=math.inf), ChildSpec("api", api)]
     if payments is not None:
         children.insert(1, ChildSpec("stream_monitor", monitor))
-    return Supervisor("root", children, intensity=5, period=60)
+    if wallet is not None:  # a Wallet actor: it comes first, and withdrawals are on
+        children.insert(0, ChildSpec("wallet", lambda: wallet))
+        children.insert(2, ChildSpec("withdraw_scheduler", scheduler))
+    root = Supervisor("root", children, intensity=5, period=60)
+    return root
 
 
 @dataclass
@@ -256,6 +275,7 @@ async def running_api(
     max_vms: int = 4,
     ports: int = 6,
     payments: Any = None,
+    wallet: Any = None,
 ) -> AsyncIterator[ApiNode]:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, fake_sshd, 0, host="127.0.0.1"))
@@ -263,7 +283,7 @@ async def running_api(
         store = StateStore(data)
         block = port_block(ports)
         root = build_tree_with_api(
-            backend, store, block, host=host, max_vms=max_vms, payments=payments
+            backend, store, block, host=host, max_vms=max_vms, payments=payments, wallet=wallet
         )
         await nursery.start(root.run, Inbox("root"))
         inner = root.child_actor("node")

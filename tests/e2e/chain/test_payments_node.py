@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import trio
 
 from actors.api.payments import PaymentGate
+from actors.wallet import Wallet
 from golem_actor.adapters.chain.rpc import RpcClient
 from golem_actor.adapters.chain.stream_payment import StreamPaymentClient
 from golem_actor.domain.streams import SECONDS_PER_MONTH
+from golem_actor.identity import ProviderKey
 from supervisors.payments import Payments
 
 from .chain_helpers import ZERO_ADDRESS, Chain, Contract
@@ -58,7 +61,7 @@ async def open_stream(
 
 @asynccontextmanager
 async def paid_node(
-    tmp_path: Path, anvil: AnvilNode, sp: Contract, provider: str
+    tmp_path: Path, anvil: AnvilNode, sp: Contract, provider: str, wallet: Wallet | None = None
 ) -> AsyncIterator[tuple[str, RpcClient]]:
     rpc = RpcClient(anvil.url, timeout=2, attempts=1)
     client = StreamPaymentClient(rpc, sp.address)
@@ -71,7 +74,8 @@ async def paid_node(
         wei_per_gb_ram_month=0,
         wei_per_gb_disk_month=0,
     )
-    async with running_api(tmp_path, payments=Payments(client=client, gate=gate)) as node:
+    payments = Payments(client=client, gate=gate)
+    async with running_api(tmp_path, payments=payments, wallet=wallet) as node:
         yield node.url, rpc
     await rpc.aclose()
 
@@ -205,3 +209,38 @@ async def test_a_chain_outage_stops_nothing_and_refuses_creates(
         await wait_status(client, url, vm["id"], "stopped")
         fresh = await open_stream(sp, sender, provider)
         assert (await create(client, url, "after", fresh)).status_code == 200
+
+
+async def test_the_withdraw_scheduler_withdraws_what_vested(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    chain: Chain,
+    parties: Parties,
+    deployed_stream_payment: Contract,
+) -> None:
+    sp, sender, provider = deployed_stream_payment, parties.sender, parties.recipient
+    key_dir = tmp_path / "keys"
+    key_dir.mkdir()
+    key = ProviderKey(address=provider.address, private_key=provider.key.hex())
+    (key_dir / "provider_key.json").write_bytes(msgspec.json.encode(key))
+    rate = 10**12  # enough to be worth the gas of a withdrawal on anvil
+    stream_id = await open_stream(sp, sender, provider.address, rate=rate, seconds=10_000)
+    reader = StreamPaymentClient(RpcClient(anvil.url), sp.address)
+    wallet = Wallet(key_dir=key_dir, rpc_url=anvil.url, contract=sp.address, max_fee_cap_wei=10**12)
+    before = await chain.balance(provider.address)
+    node = paid_node(tmp_path, anvil, sp, provider.address, wallet)
+    async with node as (url, _), httpx.AsyncClient(timeout=30) as client:
+        assert (await create(client, url, "earning", stream_id)).status_code == 200
+        await chain.increase_time(2_000)
+        with trio.fail_after(15):
+            for _ in range(10_000):
+                state = await reader.get_stream(stream_id)
+                assert state is not None
+                if state.withdrawn > 0:
+                    break
+                await trio.sleep(0.1)
+    gained = await chain.balance(provider.address) - before
+    assert state is not None
+    assert state.withdrawn >= rate * 2_000  # at least what had vested at the tick
+    assert 0 < state.withdrawn - gained < 10**15  # the balance grew by it, minus the gas
+    await reader.rpc.aclose()
