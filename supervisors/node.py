@@ -20,7 +20,10 @@ import math
 import platform
 from functools import partial
 
+import msgspec
+
 from actors.api import ApiActor, ApiContext, ProviderInfo
+from actors.local_chain import LOCAL_STREAM_PAYMENT, LocalChain
 from actors.port_verifier import PortVerifier, VerifierConfig
 from actors.resource_tracker import ResourceTracker
 from actors.stream_monitor import StreamMonitor
@@ -64,8 +67,16 @@ def verifier_settings(settings: Settings) -> VerifierConfig:
     )
 
 
+def with_local_chain(settings: Settings) -> Settings:
+    """The `local` payments profile: the node's own anvil holds StreamPayment."""
+    if settings.payments_network != "local" or settings.payments_enabled:
+        return settings
+    return msgspec.structs.replace(settings, stream_payment_address=LOCAL_STREAM_PAYMENT)
+
+
 def build_node(settings: Settings) -> Supervisor:
     """The whole tree (blocking: reads or creates the node's key files)."""
+    settings = with_local_chain(settings)
     data = settings.data_path
     catalog = load_catalog(data)
     backend = choose_backend(settings, catalog)
@@ -150,6 +161,10 @@ def build_node(settings: Settings) -> Supervisor:
             min_remaining=settings.stream_min_remaining_seconds,
         )
 
+    def local_chain() -> LocalChain:
+        assert payments is not None
+        return LocalChain(rpc_url=payments.rpc_url, data_dir=data, provider=key.address)
+
     def wallet() -> Wallet:
         assert payments is not None
         return Wallet(
@@ -169,11 +184,13 @@ def build_node(settings: Settings) -> Supervisor:
             min_wei=settings.stream_min_withdraw_wei,
         )
 
+    local = payments is not None and settings.payments_network == "local"
     monitoring = payments is not None and settings.stream_monitor_enabled
     withdrawing = payments is not None and settings.stream_withdraw_enabled
     tree = Supervisor(
         "node",
         [
+            *([ChildSpec("local_chain", local_chain, shutdown=15.0)] if local else []),
             *([ChildSpec("wallet", wallet, shutdown=30.0)] if payments is not None else []),
             ChildSpec("resource_tracker", resource_tracker),
             ChildSpec("port_verifier", port_verifier, shutdown=5.0),

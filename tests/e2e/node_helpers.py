@@ -58,6 +58,7 @@ class NodeProcess:
     ports: range
     guest_cache: Path
     checkers: tuple[str, ...] = ()  # port-check servers (ours, on loopback)
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def url(self) -> str:
@@ -83,6 +84,7 @@ class NodeProcess:
             GOLEM_PROVIDER_PUBLIC_IP_SERVICES="[]",
             GOLEM_PROVIDER_UPDATE_INDEX_URL="http://127.0.0.1:9/",
         )
+        env.update(self.extra_env)
         return env
 
     async def cli(self, *args: str) -> subprocess.CompletedProcess[bytes]:
