@@ -420,7 +420,7 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
     async def admin_status() -> Response:
         require_operator(context)
         if context.port_verifier is None:
-            raise ApiError(503, "this node has no port verifier")
+            raise ApiError(404, "this node does not verify its ports")
         verification = await context.port_verifier.call(GetVerification())
         return json_response(verification.report)
 

@@ -16,7 +16,7 @@ from .schemas import ProviderInfo
 class ApiContext:
     version: str
     lifecycle: Address[Any]
-    port_verifier: Address[Any] | None
+    port_verifier: Address[Any] | None  # None: a node without port verification
     resources: Address[Any]
     catalog: ImageCatalog
     backend_kind: str

@@ -20,8 +20,8 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import msgspec
-import trio
 
+from golem_actor.adapters.local_ports import accepts, bindable
 from golem_actor.adapters.public_ip import discover_public_ip
 from golem_actor.domain.port_verdict import (
     BackendCheck,
@@ -58,32 +58,6 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
     usable: frozenset[int]  # SSH ports new VMs may get
     verified: bool  # False: no server answered, or verification is off
     answered: int  # servers that answered
-
-
-def _connect_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
-def bindable(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-async def accepts(host: str, port: int) -> bool:
-    with trio.move_on_after(2):
-        try:
-            stream = await trio.open_tcp_stream(_connect_host(host), port)
-        except OSError:
-            return False
-        await stream.aclose()
-        return True
-    return False
 
 
 @asynccontextmanager

@@ -23,7 +23,6 @@ that powered itself off is reported stopped.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from actors.resource_tracker import Release, Reserve
 from actors.ssh_proxy import proxy_child_id
 from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import BackendError, BackendState, Observed, VmBackend
+from golem_actor.adapters.local_ports import bindable
 from golem_actor.domain.tenancy import Caller, can_access, lists, new_job_id, new_vm_id
 from golem_actor.domain.vm_machine import (
     ENTRY_EFFECTS,
@@ -396,7 +396,7 @@ class VmLifecycle(Actor[object]):
             candidates = (await self._port_verifier.call(GetUsablePorts())).ports
         taken = {r.ssh_port for r in self._vms.values()}
         for port in candidates:
-            if port not in taken and _bindable(self._ops.listen_host, port):
+            if port not in taken and bindable(self._ops.listen_host, port):
                 return port
         span = f"{self._port_range.start}-{self._port_range.stop - 1}"
         verified = " verified reachable" if self._port_verifier is not None else ""
@@ -423,15 +423,3 @@ class VmLifecycle(Actor[object]):
 def _ends_with_event(effects: tuple[Effect, ...]) -> bool:
     """Operations that drive a transition fail the VM; proxy housekeeping does not."""
     return any(e not in (Effect.OPEN_PROXY, Effect.CLOSE_PROXY) for e in effects)
-
-
-def _bindable(host: str, port: int) -> bool:
-    """Can a listener take this port now? (a syscall, never a wait)"""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
