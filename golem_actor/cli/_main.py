@@ -16,6 +16,7 @@ from golem_actor.logs import configure_logging
 from golem_actor.settings import LoadedSettings, SettingsError, resolve_settings
 
 from ._guest import build_guest
+from ._payments import PAYMENT_COMMANDS, add_payment_commands, run_payment_command
 from ._start import start
 from ._status import status
 from ._stop import stop
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     guest_commands = guest.add_subparsers(dest="guest_command", required=True, metavar="ACTION")
     build = guest_commands.add_parser("build", help="build it now (otherwise: on first use)")
     _add_data_dir(build)
+    add_payment_commands(commands)
     return parser
 
 
@@ -91,4 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "status":
             configure_logging(fmt="console", level="warning")
             return status(loaded.settings, args.json)
+        case command if command in PAYMENT_COMMANDS:
+            configure_logging(fmt="console", level="warning")
+            return run_payment_command(loaded.settings, args)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
