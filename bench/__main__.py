@@ -9,7 +9,7 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import api, boot, chain, kernel, relay
+from . import api, boot, chain, gating, kernel, relay
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
 BENCHES: dict[str, Bench] = {
@@ -18,6 +18,7 @@ BENCHES: dict[str, Bench] = {
     "api": api.run,
     "boot": boot.run,
     "chain": chain.run,
+    "gating": gating.run,
 }
 
 

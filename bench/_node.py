@@ -4,7 +4,8 @@ Two ways to run a node inside the bench process (the trio loop of `trio.run` is 
 node's loop; the load generators stay outside it, in other processes or worker threads):
 - `running_memory_api`: resource tracker, ssh_proxies, vm_lifecycle and api over a
   `MemoryBackend` whose machines "run sshd" at a banner server of ours (the tree of
-  `supervisors.build_node`, minus QEMU, with room for many VMs);
+  `supervisors.build_node`, minus QEMU, with room for many VMs), optionally with the
+  API's payment gate on (`payments`, as `build_node` wires `payments_for`'s);
 - `running_node`: the real node, `supervisors.build_node(settings)`, in a temp data
   directory whose guest cache is the shared test-guest cache (nothing is rebuilt).
 The client helpers block (sockets, sync httpx): run them with `trio.to_thread.run_sync`.
@@ -44,10 +45,12 @@ from golem_actor.kernel import ChildSpec, DynamicSupervisor, Inbox, Supervisor
 from golem_actor.settings import Settings, load_settings
 from golem_actor.state_store import StateStore
 from supervisors import build_node
+from supervisors.payments import Payments
 
 HOST = "127.0.0.1"
 BANNER = b"SSH-2.0-bench_sshd\r\n"
 MEMORY_TOKEN = "bench-operator-token-0123456789abcdef0123"
+MEMORY_PROVIDER = "0x" + "ab" * 20
 
 
 # -- ports ---------------------------------------------------------------------------
@@ -92,8 +95,22 @@ async def _fake_sshd(stream: trio.SocketStream) -> None:
             await stream.send_all(BANNER)
 
 
-def memory_tree(backend: MemoryBackend, store: StateStore, data: Path, vms: int) -> Supervisor:
-    """`build_node`'s tree with `backend`, sized for `vms` small VMs, API on a free port."""
+def memory_tree(
+    backend: MemoryBackend,
+    store: StateStore,
+    data: Path,
+    vms: int,
+    *,
+    payments: Payments | None = None,
+    provider: str = MEMORY_PROVIDER,
+    streams_file: Path | None = None,
+) -> Supervisor:
+    """`build_node`'s tree with `backend`, sized for `vms` small VMs, API on a free port.
+
+    `payments`: the API's create gate is on (no stream monitor, no wallet); `provider`:
+    the node's address (a gated stream must pay it); `streams_file`: the lifecycle writes
+    the VM -> stream map there on each save, as `build_node`'s does (`<data>/streams.json`).
+    """
     host = Resources.from_gb(cpus=2 * vms, memory_gb=2 * vms, storage_gb=20 * vms)
     ports = free_port_block(vms)
     proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60.0)
@@ -116,6 +133,7 @@ def memory_tree(backend: MemoryBackend, store: StateStore, data: Path, vms: int)
             store=store,
             resources=tree.child_address("resource_tracker"),
             port_range=ports,
+            streams_file=streams_file,
         )
 
     def api() -> ApiActor:
@@ -130,14 +148,17 @@ def memory_tree(backend: MemoryBackend, store: StateStore, data: Path, vms: int)
             ssh_host=HOST,
             operator_token=MEMORY_TOKEN,
             provider=ProviderInfo(
-                provider_id="0x" + "ab" * 20,
-                stream_payment_address="0x" + "00" * 20,
+                provider_id=provider,
+                stream_payment_address=(
+                    "0x" + "00" * 20 if payments is None else payments.client.address
+                ),
                 glm_token_address="0x" + "00" * 20,
                 ip_address=None,
                 country="SE",
                 platform="x86_64",
             ),
-            payments_enabled=False,
+            payments_enabled=payments is not None,
+            payments=None if payments is None else payments.gate,
             create_timeout=10.0,
         )
         return ApiActor(context, host=HOST, port=0)
@@ -157,13 +178,28 @@ def memory_tree(backend: MemoryBackend, store: StateStore, data: Path, vms: int)
 
 
 @asynccontextmanager
-async def running_memory_api(data: Path, vms: int) -> AsyncIterator[ApiNode]:
+async def running_memory_api(
+    data: Path,
+    vms: int,
+    *,
+    payments: Payments | None = None,
+    provider: str = MEMORY_PROVIDER,
+    streams_file: Path | None = None,
+) -> AsyncIterator[ApiNode]:
     """The tree of `memory_tree` running in this trio loop until the block ends."""
     async with trio.open_nursery() as nursery:
         sshd = partial(trio.serve_tcp, _fake_sshd, 0, host=HOST)
         listeners = await nursery.start(sshd)
         backend = MemoryBackend(ssh=Endpoint(HOST, listeners[0].socket.getsockname()[1]))
-        tree = memory_tree(backend, StateStore(data), data, vms)
+        tree = memory_tree(
+            backend,
+            StateStore(data),
+            data,
+            vms,
+            payments=payments,
+            provider=provider,
+            streams_file=streams_file,
+        )
         await nursery.start(tree.run, Inbox("node"))
         gc.freeze()  # as golem_actor.runtime.run_node does once the tree is ready
         api: ApiActor = tree.child_actor("api")
