@@ -16,6 +16,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
+from actors.port_verifier import Recheck
 from golem_actor.kernel import Actor
 
 from .app import create_app
@@ -49,6 +50,9 @@ class ApiActor(Actor[object]):
         app = create_app(self.context)
         self.bound = await self.nursery.start(partial(self._listen, app, self._hypercorn_config()))
         log.info("api listening", binds=self.bound)
+        if self.context.port_verifier is not None:
+            # The first verification ran before the API listened: check it again, now.
+            await self.context.port_verifier.cast(Recheck())
 
     async def _listen(
         self, app: QuartTrio, config: Config, *, task_status: trio.TaskStatus[list[str]]

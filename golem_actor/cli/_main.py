@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="address the API listens on (default 0.0.0.0)")
     run.add_argument("--port", type=int, help="port the API listens on (default 7466)")
     run.add_argument("--network", choices=["testnet", "mainnet", "development"])
+    run.add_argument(
+        "--payments-network", help="the payments chain profile (e.g. l2.holesky, or local)"
+    )
     run.add_argument("--log-format", choices=["auto", "json", "console"])
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
@@ -69,7 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedSettings:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("data_dir", "host", "port", "network", "log_format", "log_level")
+        for name in (
+            "data_dir",
+            "host",
+            "port",
+            "network",
+            "payments_network",
+            "log_format",
+            "log_level",
+        )
     }
     return resolve_settings(env=env, cli=overrides)
 

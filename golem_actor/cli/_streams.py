@@ -50,6 +50,7 @@ from ._chain_cli import (
     read_stream_map,
     table,
 )
+from ._open_stream import add_open_parser, open_stream
 
 __all__ = ["add_streams_parser", "streams_command"]
 
@@ -70,6 +71,7 @@ def add_streams_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     for parser in (listing, show, earnings, withdraw):
         parser.add_argument("--data-dir", help="the node's data directory")
         parser.add_argument("--json", action="store_true", help="the machine-readable document")
+    add_open_parser(actions)
 
 
 class _Context:
@@ -99,6 +101,8 @@ class _Context:
 def streams_command(settings: Settings, args: argparse.Namespace) -> int:
     as_json: bool = args.json
     try:
+        if args.streams_command == "open":
+            return open_stream(settings, args)
         config = payments_setup(settings, need_rpc=False)
         if not config.enabled:
             raise CommandFailed(

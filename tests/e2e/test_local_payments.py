@@ -8,6 +8,7 @@ VM, runs out of runway (time moved forward on the chain), tops up, and gets it b
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -75,8 +76,12 @@ async def test_a_paid_rental_on_the_nodes_own_chain(
         assert (node.data / "deployments" / "local.json").exists()
         contract = StreamPaymentClient(rpc, info["stream_payment_address"])
         requestor = TransactionSender(rpc, REQUESTOR_KEY, max_fee_cap_wei=10**12)
-        stream_id = await contract.next_stream_id()
-        await requestor.send(contract.create_stream_tx(info["provider_id"], RATE * RUNWAY, RATE))
+        opened = await node.cli(
+            "streams", "open", "--rate", str(RATE), "--seconds", str(RUNWAY), "--json"
+        )
+        assert opened.returncode == 0, opened.stderr.decode()
+        stream_id = json.loads(opened.stdout)["stream_id"]
+        assert json.loads(opened.stdout)["recipient"] == info["provider_id"]
 
         body = {
             "name": "paid",
