@@ -241,6 +241,7 @@ def node_settings(data: Path, guest_cache: Path, *, ssh_port: int) -> Settings:
             "port_range_end": ssh_port + 1,
             "max_vms": 1,
             "skip_port_verification": True,  # no port-check servers: loopback only
+            "payments_network": "none",  # no L2 chain either
             "reserve_memory_gb": 0,
             "reserve_storage_gb": 0,
             "launch_timeout_seconds": 60.0,

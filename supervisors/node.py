@@ -35,7 +35,7 @@ from golem_actor.domain.resources import Resources
 from golem_actor.identity import load_or_create_operator_token, load_or_create_provider_key
 from golem_actor.images import load_catalog
 from golem_actor.kernel import ChildSpec, DynamicSupervisor, Strategy, Supervisor
-from golem_actor.settings import Settings
+from golem_actor.settings import ZERO_ADDRESS, Settings
 from golem_actor.state_store import StateStore
 
 from .backend import choose_backend, probe_backend
@@ -136,7 +136,7 @@ def build_node(settings: Settings) -> Supervisor:
             ssh_host="localhost" if settings.public_ip == "auto" else settings.public_ip,
             operator_token=operator_token,
             provider=provider,
-            payments_enabled=settings.payments_enabled,
+            payments_enabled=payments is not None,
             payments=None if payments is None else payments.gate,
             create_timeout=settings.launch_timeout_seconds + 30.0,
         )
@@ -144,8 +144,8 @@ def build_node(settings: Settings) -> Supervisor:
 
     provider = ProviderInfo(
         provider_id=key.address,
-        stream_payment_address=settings.stream_payment_address,
-        glm_token_address=settings.glm_token_address,
+        stream_payment_address=payments.contract if payments else ZERO_ADDRESS,
+        glm_token_address=payments.token if payments else settings.glm_token_address,
         ip_address=None if settings.public_ip == "auto" else settings.public_ip,
         country=settings.provider_country,
         platform=_platform(),
@@ -170,7 +170,7 @@ def build_node(settings: Settings) -> Supervisor:
         return Wallet(
             key_dir=settings.key_dir,
             rpc_url=payments.rpc_url,
-            contract=settings.stream_payment_address,
+            contract=payments.contract,
             max_fee_cap_wei=settings.tx_max_fee_wei,
         )
 

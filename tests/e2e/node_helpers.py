@@ -79,6 +79,7 @@ class NodeProcess:
             GOLEM_PROVIDER_RESERVE_STORAGE_GB="0",
             GOLEM_PROVIDER_LAUNCH_TIMEOUT_SECONDS="120",
             GOLEM_PROVIDER_VM_BACKEND="qemu",
+            GOLEM_PROVIDER_PAYMENTS_NETWORK="none",  # unless a test's extra_env says otherwise
             GOLEM_PROVIDER_PORT_CHECK_SERVERS=json.dumps(list(self.checkers)),
             GOLEM_PROVIDER_PORT_CHECK_QUORUM=str(max(len(self.checkers), 1)),  # all must agree
             GOLEM_PROVIDER_PUBLIC_IP_SERVICES="[]",

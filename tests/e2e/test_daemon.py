@@ -33,8 +33,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-# Tests talk to 127.0.0.0/8 only: no public port checkers, echo services or package index.
+# Tests talk to 127.0.0.0/8 only: no L2 chain, public port checkers, echo services or
+# package index.
 OFFLINE = {
+    "GOLEM_PROVIDER_PAYMENTS_NETWORK": "none",
     "GOLEM_PROVIDER_PORT_CHECK_SERVERS": "[]",
     "GOLEM_PROVIDER_PUBLIC_IP_SERVICES": "[]",
     "GOLEM_PROVIDER_UPDATE_INDEX_URL": "http://127.0.0.1:9/",
