@@ -21,6 +21,14 @@ def instance_prefix(settings: Settings) -> str:
     return f"golem-{tag}-"
 
 
+def _multipass_env(settings: Settings) -> dict[str, str]:
+    """Where `find_multipass` looks: the environment, with the setting's path if any."""
+    env = dict(os.environ)
+    if settings.multipass_binary_path:
+        env["GOLEM_PROVIDER_MULTIPASS_BINARY_PATH"] = settings.multipass_binary_path
+    return env
+
+
 SNAP_CLOUD_INIT = Path("/var/snap/multipass/common/cloud-init")
 
 
@@ -32,10 +40,11 @@ def cloud_init_dir(binary: Path, settings: Settings) -> Path:
 
 
 def choose_backend(settings: Settings, catalog: ImageCatalog) -> VmBackend:
-    env = dict(os.environ)
-    if settings.multipass_binary_path:
-        env["GOLEM_PROVIDER_MULTIPASS_BINARY_PATH"] = settings.multipass_binary_path
-    binary = find_multipass(env) if settings.vm_backend in ("auto", "multipass") else None
+    binary = (
+        find_multipass(_multipass_env(settings))
+        if settings.vm_backend in ("auto", "multipass")
+        else None
+    )
     if settings.vm_backend == "multipass" and binary is None:
         raise ValueError("GOLEM_PROVIDER_VM_BACKEND=multipass, but multipass is not installed")
     if binary is not None:
@@ -65,9 +74,6 @@ async def probe_backend(
 ) -> tuple[MultipassCheck | None, BackendCheck | None]:
     """The status line of the VM backend: Multipass's, or QEMU's in its place."""
     if kind == "multipass":
-        env = dict(os.environ)
-        if settings.multipass_binary_path:
-            env["GOLEM_PROVIDER_MULTIPASS_BINARY_PATH"] = settings.multipass_binary_path
-        return await check_multipass(find_multipass(env)), None
+        return await check_multipass(find_multipass(_multipass_env(settings))), None
     accel = None if settings.qemu_accel == "auto" else settings.qemu_accel
     return None, await check_qemu(accel=accel)

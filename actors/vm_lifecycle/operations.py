@@ -17,6 +17,7 @@ import trio
 
 from actors.ssh_proxy import ProxyConfig, Retarget, proxy_child_id, proxy_child_spec
 from golem_actor.adapters.backend import BackendError, Endpoint, LaunchSpec, Observed, VmBackend
+from golem_actor.adapters.local_ports import connect_host
 from golem_actor.adapters.ssh_probe import wait_for_banner
 from golem_actor.domain.vm_machine import Effect, Event
 from golem_actor.kernel import (
@@ -49,8 +50,7 @@ class Operations:
 
     @property
     def probe_host(self) -> str:
-        wildcard = self.listen_host in ("0.0.0.0", "::", "")
-        return "127.0.0.1" if wildcard else self.listen_host
+        return connect_host(self.listen_host)
 
     async def perform(
         self, record: VmRecord, effects: tuple[Effect, ...]

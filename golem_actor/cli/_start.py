@@ -21,6 +21,7 @@ import structlog
 import trio
 
 from golem_actor._atomic import write_atomic
+from golem_actor.adapters.local_ports import connect_host
 from golem_actor.logs import choose_format, configure_logging, reset_logging
 from golem_actor.runtime import EXIT_FAILED, run_node
 from golem_actor.settings import LoadedSettings, Settings
@@ -84,7 +85,7 @@ def node_file(settings: Settings) -> Path:
 
 
 def _write_node_file(settings: Settings) -> None:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = connect_host(settings.host)
     host = f"[{host}]" if ":" in host else host
     record = NodeFile(pid=os.getpid(), api=f"http://{host}:{settings.port}")
     write_atomic(node_file(settings), msgspec.json.encode(record), mode=0o600)
