@@ -32,15 +32,15 @@ class Tick(msgspec.Struct, frozen=True):
     n: int
 
 
-class Counter(Actor[Tick]):
+class Counter(Actor[Tick | Echo]):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
 
-    async def handle_cast(self, message: Tick) -> None:
+    async def handle_cast(self, message: Tick | Echo) -> None:
         self.count += 1
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: Tick | Echo) -> Any:
         match request:
             case Echo(n=n):
                 return n

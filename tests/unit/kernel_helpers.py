@@ -49,7 +49,10 @@ class Refused(ActorError):
     pass
 
 
-class Recorder(Actor[object]):
+RecorderMsg = Ping | Crash | Slow | Refuse | Incarnation | Note | Boom | Quit
+
+
+class Recorder(Actor[RecorderMsg]):
     """Writes what happens to it in a shared journal."""
 
     def __init__(
@@ -73,7 +76,7 @@ class Recorder(Actor[object]):
             raise RuntimeError(f"{self.name} cannot start")
         self.journal.append(f"start {self.name}")
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: RecorderMsg) -> Any:
         match request:
             case Ping(text=text):
                 return f"{self.name}:{text}"
@@ -90,7 +93,7 @@ class Recorder(Actor[object]):
                 return self.incarnation
         return await super().handle_call(request)
 
-    async def handle_cast(self, message: object) -> None:
+    async def handle_cast(self, message: RecorderMsg) -> None:
         match message:
             case Note(text=text):
                 self.journal.append(f"{self.name} got {text}")
@@ -114,7 +117,7 @@ def recorder_spec(
     inbox_size: int = 16,
     call_timeout: float = 5.0,
     **options: bool,
-) -> ChildSpec:
+) -> ChildSpec[RecorderMsg]:
     """A spec whose factory counts incarnations, so tests can tell them apart."""
     count = 0
 
@@ -134,7 +137,7 @@ def recorder_spec(
 
 
 @asynccontextmanager
-async def running(sup: SupervisorBase) -> AsyncIterator[trio.Nursery]:
+async def running(sup: SupervisorBase[Any]) -> AsyncIterator[trio.Nursery]:
     """Run `sup` in a nursery; stop it gracefully on exit of the block."""
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run, Inbox(sup.name))
