@@ -74,7 +74,7 @@ class Actor(Generic[M]):
         self._inbox: Inbox[M] | None = None
         self._incarnation = object()
         self._current: CallEnvelope | None = None
-        self._deferred_current = False
+        self._deferred: Deferred[object] | None = None
         self._held: set[Deferred[object]] = set()
         self._works: dict[Hashable, Work] = {}
 
@@ -160,7 +160,7 @@ class Actor(Generic[M]):
         if not isinstance(item, CallEnvelope):
             await self.handle_cast(item)  # type: ignore[arg-type]
             return
-        self._current, self._deferred_current = item, False
+        self._current, self._deferred = item, None
         outcome: Outcome
         try:
             outcome = Answer(await self.handle_call(item.request))  # type: ignore[arg-type]
@@ -171,11 +171,14 @@ class Actor(Generic[M]):
             raise
         finally:
             self._current = None
-        if self._deferred_current and isinstance(outcome, Answer):
-            return  # a `Deferred` holds the reply path now
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None and isinstance(outcome, Answer):
+            return  # the `Deferred` holds the reply path now
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             item.reply.send_nowait(outcome)  # a caller that gave up: dropped
         item.reply.close()
+        if deferred is not None:
+            deferred.close()  # refused after all: the handle is spent
 
     # -- deferred replies ----------------------------------------------------------------
 
@@ -184,9 +187,11 @@ class Actor(Generic[M]):
         current = self._current
         if current is None or current.request is not request:
             raise RuntimeError("defer() takes the request that is being handled right now")
-        self._deferred_current = True
+        if self._deferred is not None:
+            raise RuntimeError("this request is already deferred")
         handle = Deferred(request, current.reply, self._held)
         self._held.add(handle)  # type: ignore[arg-type]
+        self._deferred = handle  # type: ignore[assignment]
         return handle
 
     def _kernel_release_held(self) -> None:
@@ -246,9 +251,15 @@ class Actor(Generic[M]):
                 else:
                     message = then(result) if then is not None else None
         finally:
-            handle.done.set()
-            if handle.key is not None and self._works.get(handle.key) is handle:
-                del self._works[handle.key]
+            try:
+                if previous is not None:
+                    # `done` means no older work of this key runs either, so a chain of
+                    # supersessions never lets two works of one key overlap.
+                    await previous.done.wait()
+            finally:
+                handle.done.set()
+                if handle.key is not None and self._works.get(handle.key) is handle:
+                    del self._works[handle.key]
         if message is not None and not handle.cancelled:
             await self._kernel_report(handle, message)
 
