@@ -25,6 +25,7 @@ directory's removal sweeps):
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,24 @@ async def _create(
             await trio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
 
 
+def _unlink(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
+def _tool(name: str) -> str:
+    """``name`` found on PATH or in the sbin directories (not on a normal user's PATH)."""
+    if "/" in name:
+        return name
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=search) or name
+
+
 async def create_data_disk(
     target: Path, storage_gib: int, *, qemu_img: str = "qemu-img", mke2fs: str = "mke2fs"
 ) -> None:
@@ -107,19 +126,29 @@ async def create_data_disk(
                 f.truncate(storage_gib * GIB)
 
         await trio.to_thread.run_sync(sparse_file)
-        mkfs = [mke2fs, "-q", "-F", "-t", "ext4", "-O", f"none,{EXT4_FEATURES}", "-m", "0"]
+        mkfs = [
+            await trio.to_thread.run_sync(_tool, mke2fs),
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            f"none,{EXT4_FEATURES}",
+            "-m",
+            "0",
+        ]
         mkfs += ["-L", DATA_LABEL, "-E", "assume_storage_prezeroed=1,nodiscard", str(raw)]
         await run_tool(mkfs, what=what)
         convert = [qemu_img, "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(tmp)]
         await run_tool(convert, what=what)
+        await trio.to_thread.run_sync(_fsync, tmp)
         await trio.to_thread.run_sync(os.replace, tmp, target)
         await trio.to_thread.run_sync(fsync_dir, target.parent)
     except OSError as exc:
         raise BackendError(f"{what}: {exc}") from exc
     finally:
         with trio.CancelScope(shield=True):
-            for path in (raw, tmp):
-                await trio.to_thread.run_sync(lambda p=path: p.unlink(missing_ok=True))
+            await trio.to_thread.run_sync(_unlink, raw, tmp)
 
 
 async def create_overlay(
