@@ -10,6 +10,11 @@ address gas money. Those development keys are public: never use this profile for
 
 anvil runs as a child process in the actor's nursery: if it dies, the actor crashes and
 its supervisor starts a new one on the same state.
+
+anvil mines a block every `BLOCK_TIME` seconds besides one per transaction (interval and
+mixed mining), as an L2 does: a contract reads "now" from the latest block, so without
+blocks a stream's runway would never fall and nothing would ever vest. `evm_increaseTime`
+and `evm_mine` still move time forward on top of that.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ LOCAL_STREAM_PAYMENT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 CHAIN_ID = 31337
 PROVIDER_GAS_MONEY = 10 * 10**18
 READY_WITHIN = 30.0
+BLOCK_TIME = 2  # seconds between the blocks anvil mines on its own
 
 
 class LocalChain(Actor[object]):
@@ -69,6 +75,11 @@ class LocalChain(Actor[object]):
             str(state),
             "--state-interval",
             "5",
+            # A block every 2 s, as on an L2, so chain time (streams' runway, vesting) moves
+            # while nobody transacts; transactions are still mined as they arrive.
+            "--block-time",
+            str(BLOCK_TIME),
+            "--mixed-mining",
             "--quiet",
         ]
         self._process = await self.nursery.start(self._run, argv)
