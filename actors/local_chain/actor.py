@@ -14,7 +14,8 @@ its supervisor starts a new one on the same state.
 anvil mines a block every `BLOCK_TIME` seconds besides one per transaction (interval and
 mixed mining), as an L2 does: a contract reads "now" from the latest block, so without
 blocks a stream's runway would never fall and nothing would ever vest. `evm_increaseTime`
-and `evm_mine` still move time forward on top of that.
+and `evm_mine` still move time forward on top of that. Those blocks would make the state
+file grow without bound, so it is compacted before every start (`compact_anvil_state`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import structlog
 import trio
 from eth_account import Account
 
+from golem_actor.adapters.chain.anvil_state import compact_anvil_state
 from golem_actor.adapters.chain.deploy import deploy_stream_payment
 from golem_actor.adapters.chain.deployments import write_deployment
 from golem_actor.adapters.chain.errors import ChainError
@@ -63,6 +65,16 @@ class LocalChain(Actor[object]):
     async def on_start(self) -> None:
         state = self._data_dir / "chain" / "anvil-state.json"
         state.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            compaction = await trio.to_thread.run_sync(compact_anvil_state, state)
+        except OSError as exc:
+            raise RuntimeError(f"cannot compact the local chain's state {state}: {exc}") from exc
+        if compaction is not None and compaction.blocks_after < compaction.blocks_before:
+            log.info(
+                "local chain state compacted",
+                blocks_before=compaction.blocks_before,
+                blocks_after=compaction.blocks_after,
+            )
         argv = [
             str(find_anvil()),
             "--host",
