@@ -68,8 +68,12 @@ def verifier_settings(settings: Settings) -> VerifierConfig:
 
 
 def with_local_chain(settings: Settings) -> Settings:
-    """The `local` payments profile: the node's own anvil holds StreamPayment."""
-    if settings.payments_network != "local" or settings.payments_enabled:
+    """The `local` payments profile: the node's own anvil holds StreamPayment.
+
+    Only when no address is set: one set explicitly (the zero address turns payments off)
+    wins, as on every other network.
+    """
+    if settings.payments_network != "local" or settings.stream_payment_address:
         return settings
     return msgspec.structs.replace(settings, stream_payment_address=LOCAL_STREAM_PAYMENT)
 
