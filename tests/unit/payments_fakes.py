@@ -3,13 +3,18 @@
 `ScriptedStreams` answers `read_streams` from a reading (or an error) the test sets, can
 hold a read open until the test lets it go, and counts reads. `FakeLifecycle` is an actor
 that answers `ListVms`, `StopVm` and `StartVm` from a dict of views and records each call.
+`hosted` runs one actor on its own inbox for a test; `MemoryStore` keeps state in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+import msgspec
 import trio
 
 from actors.vm_lifecycle import Conflict, ListVms, StartVm, StopVm, VmView
@@ -18,12 +23,48 @@ from golem_actor.adapters.chain.stream_payment import StreamPaymentClient, Strea
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.streams import ZERO_ADDRESS, StreamState
 from golem_actor.domain.vm_machine import VmStatus
-from golem_actor.kernel import Actor
+from golem_actor.kernel import Actor, Address, Inbox
+from golem_actor.state_store import Migration, StateStore
 
 PROVIDER = "0x70997970C51812dc3A010C7d01b50e0d4dc79C8f"
 SENDER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 NOW = 10_000
 RESOURCES = Resources.from_gb(cpus=1, memory_gb=1, storage_gb=10)
+
+M = TypeVar("M")
+T = TypeVar("T")
+
+
+class MemoryStore(StateStore):
+    """A StateStore kept in memory: no worker threads, so virtual time stays exact."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("/nonexistent"))
+        self.saved: dict[str, bytes] = {}
+
+    async def save(self, name: str, value: msgspec.Struct, *, schema_version: int) -> None:
+        self.saved[self.path(name).name] = msgspec.json.encode(value)
+
+    async def load(
+        self,
+        name: str,
+        type_: type[T],
+        *,
+        schema_version: int,
+        migrate: Migration | None = None,
+    ) -> T | None:
+        data = self.saved.get(self.path(name).name)
+        return None if data is None else msgspec.json.decode(data, type=type_)
+
+
+@asynccontextmanager
+async def hosted(actor: Actor[M], name: str) -> AsyncIterator[Address[M]]:
+    """Run `actor` on its own inbox (no supervisor: a crash fails the test)."""
+    inbox = Inbox[M](name)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run, inbox)
+        yield inbox.address()
+        actor.request_stop()
 
 
 def stream(*, runway: int, halted: bool = False, withdrawn: int = 0) -> StreamState:
