@@ -17,6 +17,7 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
+from typing import Never
 from urllib.parse import urlsplit
 
 import structlog
@@ -42,7 +43,7 @@ PROVIDER_GAS_MONEY = 10 * 10**18
 READY_WITHIN = 30.0
 
 
-class LocalChain(Actor[object]):
+class LocalChain(Actor[Never]):  # it accepts no message: it only runs the chain
     def __init__(self, *, rpc_url: str, data_dir: Path, provider: str) -> None:
         super().__init__()
         parts = urlsplit(rpc_url)
