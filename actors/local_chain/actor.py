@@ -23,6 +23,7 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
+from typing import Never
 from urllib.parse import urlsplit
 
 import structlog
@@ -50,7 +51,7 @@ READY_WITHIN = 30.0
 BLOCK_TIME = 2  # seconds between the blocks anvil mines on its own
 
 
-class LocalChain(Actor[object]):
+class LocalChain(Actor[Never]):  # it accepts no message: it only runs the chain
     def __init__(self, *, rpc_url: str, data_dir: Path, provider: str) -> None:
         super().__init__()
         parts = urlsplit(rpc_url)
