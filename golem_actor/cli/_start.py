@@ -25,7 +25,7 @@ from golem_actor.adapters.local_ports import connect_host
 from golem_actor.logs import choose_format, configure_logging, reset_logging
 from golem_actor.runtime import EXIT_FAILED, run_node
 from golem_actor.settings import LoadedSettings, Settings
-from supervisors import build_node
+from supervisors import node_tree, prepare_node
 
 from . import _pidfile
 
@@ -66,7 +66,13 @@ def _run_foreground(loaded: LoadedSettings, ready_fd: int | None) -> int:
             os.close(ready_fd)
 
     try:
-        return trio.run(lambda: run_node(build_node(settings), on_ready=ready))
+        parts = prepare_node(settings)  # blocking IO, done before the loop runs
+
+        async def serve() -> int:
+            tree = node_tree(parts)
+            return await run_node(tree.root, stop=tree.stop, on_ready=ready)
+
+        return trio.run(serve)
     finally:
         _pidfile.release(settings.pid_file)
         node_file(settings).unlink(missing_ok=True)
