@@ -96,6 +96,9 @@ def node_tree(parts: NodeParts) -> NodeTree:
     settings, store, payments = parts.settings, parts.store, parts.payments
     data = settings.data_path
     stop = StopHandle()
+    period = parts.payment_period
+    monitor_period = settings.stream_monitor_interval_seconds if period is None else period
+    withdraw_period = settings.stream_withdraw_interval_seconds if period is None else period
     proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60.0)
     reserve = Resources.from_gb(
         cpus=settings.reserve_cpu_cores,
@@ -168,7 +171,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             client=payments.client,
             lifecycle=tree.address_of(lifecycle_spec),
             store=store,
-            interval=parts.payment_period or settings.stream_monitor_interval_seconds,
+            interval=monitor_period,
             min_remaining=settings.stream_min_remaining_seconds,
         )
 
@@ -179,7 +182,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             client=payments.client,
             lifecycle=tree.address_of(lifecycle_spec),
             wallet=tree.address_of(wallet_spec),
-            interval=parts.payment_period or settings.stream_withdraw_interval_seconds,
+            interval=withdraw_period,
             min_wei=settings.stream_min_withdraw_wei,
         )
 
