@@ -14,6 +14,7 @@ import select
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -25,7 +26,7 @@ from golem_actor.adapters.local_ports import connect_host
 from golem_actor.logs import choose_format, configure_logging, reset_logging
 from golem_actor.runtime import EXIT_FAILED, run_node
 from golem_actor.settings import LoadedSettings, Settings
-from supervisors import node_tree, prepare_node
+from supervisors import build_node
 
 from . import _pidfile
 
@@ -66,13 +67,8 @@ def _run_foreground(loaded: LoadedSettings, ready_fd: int | None) -> int:
             os.close(ready_fd)
 
     try:
-        parts = prepare_node(settings)  # blocking IO, done before the loop runs
-
-        async def serve() -> int:
-            tree = node_tree(parts)
-            return await run_node(tree.root, stop=tree.stop, on_ready=ready)
-
-        return trio.run(serve)
+        tree = build_node(settings)  # blocking IO, done before the loop runs
+        return trio.run(partial(run_node, tree.root, stop=tree.stop, on_ready=ready))
     finally:
         _pidfile.release(settings.pid_file)
         node_file(settings).unlink(missing_ok=True)
