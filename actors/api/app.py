@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hmac
 import math
-import os
-import signal
 import time
 from typing import Any
 
@@ -434,7 +432,7 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
     async def admin_shutdown() -> Response:
         require_operator(context)
         log.warning("shutdown requested through the API")
-        os.kill(os.getpid(), signal.SIGTERM)  # the same graceful path as `golem-provider stop`
+        context.stop.request_stop("api")  # the same graceful path as `golem-provider stop`
         return json_response(Health(status="stopping", version=context.version), 202)
 
 
