@@ -221,3 +221,19 @@ async def test_timers_of_a_crashed_incarnation_end_with_it(
         await trio.sleep(3.0)
         # The restarted incarnation has its own timer, started in its on_start at 2.5.
         assert [(n, at) for n, _, at, _ in ticks] == [(1, 1), (1, 2), (2, 3.5), (2, 4.5)]
+
+
+async def test_tick_queued_by_a_crashed_incarnation_never_reaches_the_next_one(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    ticks: list[tuple[Any, ...]] = []
+    spec = ticker_spec(lambda t: {"a": t.every(1.0, Tick("a"))}, ticks)
+    sup = Supervisor("root", [spec])
+    async with running(sup) as nursery:
+        ticker = sup.address_of(spec)
+        nursery.start_soon(ticker.call, Hold(2.5))  # busy from 0 to 2.5
+        await trio.sleep(0.5)
+        await ticker.cast(Crash())  # queued at 0.5, ahead of the tick made at 1
+        await trio.sleep(4.75)
+        # The tick of incarnation 1 waited behind the crash; incarnation 2 drops it.
+        assert [(n, at) for n, _, at, _ in ticks] == [(2, 3.5), (2, 4.5)]
