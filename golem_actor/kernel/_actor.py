@@ -226,9 +226,9 @@ class Actor(Generic[M]):
         return handle
 
     def work_for(self, key: Hashable) -> Work | None:
-        """The live work of `key`, if any."""
-        work = self._works.get(key)
-        return work if work is not None and work.running else None
+        """The work of `key` whose outcome is not handled yet, if any: running, or ended
+        with its report still queued (`running` tells them apart)."""
+        return self._works.get(key)
 
     async def _kernel_run_work(
         self,

@@ -59,6 +59,7 @@ class Busy(Call[None], frozen=True):
     seconds: float
     then_launch: Launch | None = None
     then_cancel: str | None = None
+    then_probe: str | None = None  # journal what `work_for` says of that key
 
 
 class Outcomes(Call[tuple[str, ...]], frozen=True):
@@ -124,8 +125,12 @@ class Jobs(Actor[JobsMsg]):
 
     async def handle_call(self, request: JobsMsg) -> Any:
         match request:
-            case Busy(seconds=seconds, then_launch=launch, then_cancel=label):
+            case Busy(seconds=seconds, then_launch=launch, then_cancel=label, then_probe=key):
                 await trio.sleep(seconds)
+                if key is not None:
+                    work = self.work_for(key)
+                    running = work is not None and work.running
+                    self.journal.append(f"{now():g} probe {key}: {work is not None} {running}")
                 if launch is not None:
                     self._launch(launch)
                 if label is not None:
@@ -352,3 +357,23 @@ async def test_work_of_a_crashed_incarnation_is_cancelled(autojump_clock: trio.a
         await trio.sleep(10.0)
         assert journal == ["0 begin a", "1 cancelled a"]
         assert await jobs.call(Incarnation()) == 2
+
+
+async def test_work_for_holds_a_work_until_its_report_is_handled(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal: list[str] = []
+    spec = jobs_spec(journal)
+    sup = Supervisor("root", [spec])
+    async with running(sup):
+        jobs = sup.address_of(spec)
+        await jobs.cast(Launch("a", 1.0, key="k"))
+        # At 2, "a" has ended and its report waits: `work_for` still gives it, so the
+        # "one at a time" idiom (start only when `work_for` is None) loses no result.
+        await jobs.call(Busy(2.0, then_probe="k"))
+        await jobs.call(Busy(0.0, then_probe="k"))  # after the report was handled
+        assert [line for line in journal if "probe" in line or "handled" in line] == [
+            "2 probe k: True False",
+            "2 #1 handled done a",
+            "2 probe k: False False",
+        ]
