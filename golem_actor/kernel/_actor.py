@@ -226,7 +226,8 @@ class Actor(Generic[M]):
         return handle
 
     def work_for(self, key: Hashable) -> Work | None:
-        """The live work of `key`, if any."""
+        """The work of `key` whose outcome is not handled yet, if any: running, or ended
+        with its report still queued (`running` tells them apart)."""
         return self._works.get(key)
 
     async def _kernel_run_work(
@@ -258,10 +259,16 @@ class Actor(Generic[M]):
                     await previous.done.wait()
             finally:
                 handle.done.set()
-                if handle.key is not None and self._works.get(handle.key) is handle:
-                    del self._works[handle.key]
+                if message is None or handle.cancelled:
+                    self._kernel_forget(handle)
+        # With a report on its way, the work stays its key's entry until the report is
+        # read, so a newer work of that key still cancels it and the report is dropped.
         if message is not None and not handle.cancelled:
             await self._kernel_report(handle, message)
+
+    def _kernel_forget(self, handle: Work) -> None:
+        if handle.key is not None and self._works.get(handle.key) is handle:
+            del self._works[handle.key]
 
     def every(
         self, seconds: float, message: M | Callable[[], M], *, first: float | None = None
@@ -314,4 +321,6 @@ class Actor(Generic[M]):
             return None
         if isinstance(report.source, Timer):
             report.source.pending = False
+        elif isinstance(report.source, Work):
+            self._kernel_forget(report.source)
         return report.message  # type: ignore[return-value]

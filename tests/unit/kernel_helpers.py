@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import trio
 
 from golem_actor.kernel import Actor, ActorError, Call, ChildSpec, Inbox, Restart
 from golem_actor.kernel._supervision import SupervisorBase
+
+M = TypeVar("M")
 
 
 class Ping(Call[str], frozen=True):
@@ -147,3 +149,20 @@ async def running(sup: SupervisorBase[Any]) -> AsyncIterator[trio.Nursery]:
 
 def only(journal: list[str], keep: Callable[[str], bool]) -> list[str]:
     return [line for line in journal if keep(line)]
+
+
+def counted_spec(name: str, make: Callable[[int], Actor[M]], **options: Any) -> ChildSpec[M]:
+    """A spec whose factory hands `make` the incarnation number: 1, 2, ..."""
+    count = 0
+
+    def start() -> Actor[M]:
+        nonlocal count
+        count += 1
+        return make(count)
+
+    return ChildSpec(name, start, **options)
+
+
+def now() -> float:
+    """The virtual time, rounded so tests can compare it with plain literals."""
+    return round(trio.current_time(), 6)
