@@ -167,9 +167,10 @@ def node_tree(parts: NodeParts) -> NodeTree:
 
     def stream_monitor() -> StreamMonitor:
         assert payments is not None
+        lifecycle = tree.address_of(lifecycle_spec)
         return StreamMonitor(
             client=payments.client,
-            lifecycle=tree.address_of(lifecycle_spec),
+            lifecycle=lifecycle,
             store=store,
             interval=monitor_period,
             min_remaining=settings.stream_min_remaining_seconds,
@@ -178,10 +179,12 @@ def node_tree(parts: NodeParts) -> NodeTree:
     def withdraw_scheduler() -> WithdrawScheduler:
         assert payments is not None
         assert wallet_spec is not None
+        # Bound first: mypy would infer the spec's type from the narrower parameter.
+        lifecycle, wallet = tree.address_of(lifecycle_spec), tree.address_of(wallet_spec)
         return WithdrawScheduler(
             client=payments.client,
-            lifecycle=tree.address_of(lifecycle_spec),
-            wallet=tree.address_of(wallet_spec),
+            lifecycle=lifecycle,
+            wallet=wallet,
             interval=withdraw_period,
             min_wei=settings.stream_min_withdraw_wei,
         )
