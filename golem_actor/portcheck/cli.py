@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 import trio
@@ -20,7 +20,7 @@ from golem_actor.logs import choose_format, configure_logging
 from .config import ServerConfig, parse_networks
 from .server import run_server
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["build_parser", "config_from_args", "main", "serve_until_signalled"]
 
 
 def build_parser(prog: str = "python -m golem_actor.portcheck") -> argparse.ArgumentParser:
@@ -82,20 +82,30 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         configure_logging(fmt=choose_format(args.log_format, sys.stderr), level=args.log_level)
     except ValueError as exc:
         parser.error(str(exc))
-    failures: list[OSError] = []
+    where = f"{config.host}:{config.port}"
+    return serve_until_signalled(partial(run_server, config), "port checker", where)
+
+
+def serve_until_signalled(
+    server: Callable[..., Awaitable[None]],
+    name: str,
+    where: str,
+    failures: tuple[type[Exception], ...] = (OSError,),
+) -> int:
+    """Run `server(shutdown_trigger=...)` until SIGINT/SIGTERM: 0, or 1 (said) on `failures`."""
+    failed: list[Exception] = []
     try:
-        trio.run(partial(run_server, config, shutdown_trigger=_until_signalled))
-    except* OSError as group:  # e.g. the port is taken
-        failures.extend(_leaves(group))
-    if failures:
-        where = f"{config.host}:{config.port}"
-        print(f"port checker: cannot serve on {where}: {failures[0]}", file=sys.stderr)
+        trio.run(partial(server, shutdown_trigger=_until_signalled))
+    except* failures as group:  # e.g. the port is taken
+        failed.extend(_leaves(group))
+    if failed:
+        print(f"{name}: cannot serve on {where}: {failed[0]}", file=sys.stderr)
         return 1
     return 0
 
 
-def _leaves(group: BaseExceptionGroup[OSError]) -> list[OSError]:
-    found: list[OSError] = []
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    found: list[Exception] = []
     for item in group.exceptions:
         if isinstance(item, BaseExceptionGroup):
             found.extend(_leaves(item))

@@ -1,0 +1,356 @@
+"""The discovery HTTP application (Quart-Trio): upstream's routes, with real authentication.
+
+Why: requestors find providers here, so what is listed must be what the provider said.
+Routes and shapes are upstream's (`GET /health`, `POST/GET /api/v1/advertisements`,
+`GET/DELETE /api/v1/advertisements/{provider_id}`); what differs is that a write must be
+signed by the provider's key (see signing), that adverts older than the TTL are never
+served, and that a client's mistake is never a 500.
+
+A write is handled in this order: charge the source's write bucket (429 + Retry-After),
+read the capped body (413), check `X-Provider-ID` is an address, decode the body strictly
+(400/422), recover the signer in a worker thread (401 when unsigned or forged; with
+`allow_unsigned` an unsigned advert is kept with `verified: false`, but never over a
+verified one: 403), then store (503 when the store is full or failing).
+
+Error codes (`{"detail": {"code", "message"}}`): AUTH_001 no or bad X-Provider-ID,
+AUTH_002 forged signature, AUTH_003 unsigned, AUTH_004 X-Provider-ID is not the path's id,
+AUTH_005 unsigned over signed, AUTH_006 bad or stale X-Provider-Timestamp, AUTH_007 a
+replayed DELETE; ADV_002 a filter below 1, ADV_003 invalid body or query, ADV_004 not
+found, ADV_005 body not JSON, ADV_006 store full; RATE_001 too many requests; REQ_001 bad
+forwarding headers; REQ_413 body too large; STORE_001 database failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from golem_actor.portcheck.addressing import CallerError, caller_address, source_key
+from golem_actor.portcheck.app import json_response
+from golem_actor.portcheck.ratelimit import RateLimiter
+
+from . import signing
+from .config import DiscoveryConfig
+from .schemas import Advert, AdvertBody, Deleted, ErrorBody, ErrorDetail, Health
+from .store import AdvertStore, Record, StoreError, timestamp_text
+
+__all__ = ["Refused", "create_app"]
+
+log = structlog.get_logger("golem_actor.discovery")
+_decoder = msgspec.json.Decoder(AdvertBody)
+_FILTERS = ("cpu", "memory", "storage")
+
+
+class Refused(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _peer() -> str | None:
+    client = request.scope.get("client")
+    return None if not client else str(client[0])
+
+
+def _provider_header() -> str:
+    provider_id = request.headers.get("X-Provider-ID", "").strip()
+    if not signing.ADDRESS.match(provider_id):
+        raise Refused(
+            401,
+            "AUTH_001",
+            "X-Provider-ID must be the provider's Ethereum address (0x and 40 hex digits)",
+        )
+    g.provider = provider_id
+    return provider_id
+
+
+def _filters() -> tuple[dict[str, int], str | None, str | None]:
+    minimums: dict[str, int] = {}
+    for name in _FILTERS:
+        text = request.args.get(name)
+        if text is None or not text.strip():
+            continue
+        try:
+            minimums[name] = int(text)
+        except ValueError:
+            raise Refused(422, "ADV_003", f"{name} must be an integer, got {text!r}") from None
+        if minimums[name] < 1:
+            raise Refused(400, "ADV_002", "Resource requirements must be >= 1")
+    country = request.args.get("country") or None
+    platform = request.args.get("platform") or None
+    return minimums, country and country.upper(), platform and platform.lower()
+
+
+def _matches(
+    advert: Advert, minimums: dict[str, int], country: str | None, platform: str | None
+) -> bool:
+    resources = advert.resources
+    return (
+        resources.cpu >= minimums.get("cpu", 0)
+        and resources.memory >= minimums.get("memory", 0)
+        and resources.storage >= minimums.get("storage", 0)
+        and (country is None or advert.country == country)
+        and (platform is None or advert.platform.lower() == platform)
+    )
+
+
+class _Service:
+    """The routes' logic over one store; the state a running app keeps."""
+
+    def __init__(
+        self, config: DiscoveryConfig, store: AdvertStore, clock: Callable[[], float]
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        limit = partial(RateLimiter, max_sources=config.max_sources)
+        self.buckets = {
+            "read": limit(config.read_rate, config.read_burst),
+            "write": limit(config.write_rate, config.write_burst),
+        }
+        self.verifiers = trio.CapacityLimiter(config.verify_threads)
+        self.used_deletes: dict[bytes, float] = {}  # signature -> when it may be forgotten
+
+    def admit(self, kind: str) -> None:
+        caller = caller_address(
+            _peer(), request.headers.getlist("X-Forwarded-For"), self.config.trusted_proxies
+        )
+        g.source = str(caller)
+        wait = self.buckets[kind].acquire(source_key(caller), self.clock())
+        if wait is not None:
+            raise Refused(
+                429,
+                "RATE_001",
+                f"too many requests from {caller}; retry in {wait:.1f} s",
+                {"Retry-After": RateLimiter.retry_after_header(wait)},
+            )
+
+    async def check_signer(self, message: bytes, signature: bytes, provider_id: str) -> None:
+        try:
+            await trio.to_thread.run_sync(
+                signing.recover, message, signature, provider_id, limiter=self.verifiers
+            )
+        except signing.Forged as exc:
+            raise Refused(401, "AUTH_002", str(exc)) from exc
+
+    def live(self, record: Record | None) -> Record | None:
+        fresh = record is not None and record.updated >= self.clock() - self.config.ttl
+        return record if fresh else None
+
+    async def post(self, body: bytes) -> Advert:
+        provider_id = _provider_header()
+        advert = _decoder.decode(body)
+        signature = signing.parse_signature(request.headers.get("X-Provider-Signature"))
+        if signature is not None:
+            await self.check_signer(body, signature, provider_id)
+        elif not self.config.allow_unsigned:
+            raise _unsigned()
+        key = provider_id.lower()
+        old = self.store.get(key)
+        if signature is None and old is not None and old.advert.verified:
+            raise Refused(
+                403, "AUTH_005", "an unsigned advert cannot replace this provider's signed one"
+            )
+        if old is None and len(self.store) >= self.config.max_adverts:
+            raise Refused(503, "ADV_006", "the discovery service holds too many adverts")
+        now = self.clock()
+        created = now if old is None else old.created
+        stored = Advert(
+            provider_id=provider_id,
+            ip_address=advert.ip_address,
+            country=advert.country.upper(),
+            resources=advert.resources,
+            pricing=advert.pricing,
+            created_at=timestamp_text(created),
+            updated_at=timestamp_text(now),
+            platform=advert.platform or "",
+            provider_name=advert.provider_name or "",
+            verified=signature is not None,
+        )
+        await self.store.put(Record(key, stored, created, now))
+        g.verified = stored.verified
+        return stored
+
+    def listed(self) -> list[Advert]:
+        minimums, country, platform = _filters()
+        cutoff = self.clock() - self.config.ttl
+        return [
+            record.advert
+            for record in self.store.records()
+            if record.updated >= cutoff and _matches(record.advert, minimums, country, platform)
+        ]
+
+    async def delete(self, provider_id: str) -> None:
+        claimed = _provider_header()
+        key = provider_id.lower()
+        if claimed.lower() != key:
+            raise Refused(401, "AUTH_004", "Not authorized to delete this advertisement")
+        signature = signing.parse_signature(request.headers.get("X-Provider-Signature"))
+        record = self.store.get(key)
+        if signature is None:
+            legacy = record is not None and not record.advert.verified
+            if not (self.config.allow_unsigned and legacy):
+                raise _unsigned()
+        else:
+            stamp = self.fresh_delete(signature)
+            await self.check_signer(signing.delete_message(claimed, stamp), signature, claimed)
+        if not await self.store.delete(key):
+            raise Refused(404, "ADV_004", "Advertisement not found")
+
+    def fresh_delete(self, signature: bytes) -> int:
+        """The DELETE's timestamp when near our clock and its signature is new; else 401."""
+        now, skew = self.clock(), self.config.delete_skew
+        stamp = _delete_timestamp(now, skew)
+        for seen, until in list(self.used_deletes.items()):
+            if until < now:
+                del self.used_deletes[seen]
+        if signature in self.used_deletes:
+            raise Refused(401, "AUTH_007", "this signed DELETE was already used")
+        self.used_deletes[signature] = now + 2 * skew
+        return stamp
+
+
+def _unsigned() -> Refused:
+    return Refused(
+        401,
+        "AUTH_003",
+        "X-Provider-Signature must be an EIP-191 signature by the provider's key (65 bytes in hex)",
+    )
+
+
+def create_app(
+    config: DiscoveryConfig,
+    store: AdvertStore,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> QuartTrio:
+    """The app over an open `store`; `clock` (Unix seconds) is replaceable for tests."""
+    app = QuartTrio("golem_actor.discovery")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body
+    service = _Service(config, store, clock)
+
+    @app.post("/api/v1/advertisements")
+    async def post_advert() -> Response:
+        service.admit("write")
+        body = await request.get_data()
+        return json_response(await service.post(body if isinstance(body, bytes) else body.encode()))
+
+    @app.get("/api/v1/advertisements")
+    async def list_adverts() -> Response:
+        service.admit("read")
+        return json_response(service.listed())
+
+    @app.get("/api/v1/advertisements/<provider_id>")
+    async def get_advert(provider_id: str) -> Response:
+        service.admit("read")
+        record = service.live(store.get(provider_id.lower()))
+        if record is None:
+            raise Refused(404, "ADV_004", "Advertisement not found")
+        return json_response(record.advert)
+
+    @app.delete("/api/v1/advertisements/<provider_id>")
+    async def delete_advert(provider_id: str) -> Response:
+        service.admit("write")
+        await service.delete(provider_id)
+        return json_response(Deleted(status="success"))
+
+    @app.get("/health")
+    async def health() -> Response:
+        return json_response(Health(status="healthy"))
+
+    _install_hooks(app)
+    return app
+
+
+def _delete_timestamp(now: float, skew: float) -> int:
+    text = request.headers.get("X-Provider-Timestamp", "").strip()
+    try:
+        stamp = int(text)
+    except ValueError:
+        raise Refused(
+            401, "AUTH_006", "a signed DELETE needs X-Provider-Timestamp (integer Unix seconds)"
+        ) from None
+    if abs(stamp - now) > skew:
+        raise Refused(
+            401, "AUTH_006", f"X-Provider-Timestamp {stamp} is more than {skew:g} s from {now:.0f}"
+        )
+    return stamp
+
+
+def _install_hooks(app: QuartTrio) -> None:
+    """The per-request log line and the JSON answers of every refusal."""
+
+    @app.before_request
+    async def started() -> None:
+        g.started = time.perf_counter()
+        # Read the (capped) body before any answer, so an early refusal cannot leave
+        # half a body on a keep-alive connection.
+        await request.get_data()
+
+    @app.after_request
+    async def log_request(response: Response) -> Response:
+        fields: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+        }
+        for name in ("source", "provider", "verified", "code", "detail"):
+            if name in g:
+                fields[name] = g.get(name)
+        if request.method in {"POST", "DELETE"}:
+            log.info("advert-" + request.method.lower(), **fields)
+        else:
+            log.debug("request", **fields)
+        return response
+
+    def refusal(
+        status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        g.code, g.detail = code, message
+        return json_response(ErrorBody(ErrorDetail(code, message)), status, headers)
+
+    @app.errorhandler(Refused)
+    async def refused(error: Refused) -> Response:
+        return refusal(error.status, error.code, error.message, error.headers)
+
+    @app.errorhandler(CallerError)
+    async def bad_caller(error: CallerError) -> Response:
+        return refusal(error.status, "REQ_001", error.detail)
+
+    @app.errorhandler(msgspec.ValidationError)
+    async def invalid(error: msgspec.ValidationError) -> Response:
+        return refusal(422, "ADV_003", str(error))
+
+    @app.errorhandler(msgspec.DecodeError)
+    async def malformed(error: msgspec.DecodeError) -> Response:
+        return refusal(400, "ADV_005", f"the body must be JSON: {error}")
+
+    @app.errorhandler(StoreError)
+    async def store_failed(error: StoreError) -> Response:
+        log.error("advert store failed", error=str(error))
+        return refusal(503, "STORE_001", "the advert database is failing; try again later")
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        return refusal(status, f"REQ_{status}", error.description or error.name)
+
+    @app.errorhandler(Exception)
+    async def failure(error: Exception) -> Response:
+        log.error("request failed", exc_info=error)
+        return refusal(500, "SERVER_001", "internal error")
