@@ -208,11 +208,13 @@ class _Service:
         else:
             stamp = self.fresh_delete(signature)
             await self.check_signer(signing.delete_message(claimed, stamp), signature, claimed)
+            self.fresh_delete(signature)  # again: a twin may have been verified meanwhile
+            self.used_deletes[signature] = self.clock() + 2 * self.config.delete_skew
         if not await self.store.delete(key):
             raise Refused(404, "ADV_004", "Advertisement not found")
 
     def fresh_delete(self, signature: bytes) -> int:
-        """The DELETE's timestamp when near our clock and its signature is new; else 401."""
+        """The DELETE's timestamp when near our clock and its signature unused; else 401."""
         now, skew = self.clock(), self.config.delete_skew
         stamp = _delete_timestamp(now, skew)
         for seen, until in list(self.used_deletes.items()):
@@ -220,7 +222,6 @@ class _Service:
                 del self.used_deletes[seen]
         if signature in self.used_deletes:
             raise Refused(401, "AUTH_007", "this signed DELETE was already used")
-        self.used_deletes[signature] = now + 2 * skew
         return stamp
 
 
