@@ -35,7 +35,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from golem_actor.portcheck.addressing import CallerError, caller_address, source_key
-from golem_actor.portcheck.app import json_response
+from golem_actor.portcheck.app import install_request_log, json_response
 from golem_actor.portcheck.ratelimit import RateLimiter
 
 from . import signing
@@ -295,29 +295,13 @@ def _delete_timestamp(now: float, skew: float) -> int:
 def _install_hooks(app: QuartTrio) -> None:
     """The per-request log line and the JSON answers of every refusal."""
 
-    @app.before_request
-    async def started() -> None:
-        g.started = time.perf_counter()
-        # Read the (capped) body before any answer, so an early refusal cannot leave
-        # half a body on a keep-alive connection.
-        await request.get_data()
-
-    @app.after_request
-    async def log_request(response: Response) -> Response:
-        fields: dict[str, Any] = {
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
-        }
-        for name in ("source", "provider", "verified", "code", "detail"):
-            if name in g:
-                fields[name] = g.get(name)
-        if request.method in {"POST", "DELETE"}:
-            log.info("advert-" + request.method.lower(), **fields)
+    def emit(fields: dict[str, Any]) -> None:
+        if fields["method"] in {"POST", "DELETE"}:
+            log.info("advert-" + fields["method"].lower(), **fields)
         else:
             log.debug("request", **fields)
-        return response
+
+    install_request_log(app, emit, ("source", "provider", "verified", "code", "detail"))
 
     def refusal(
         status: int, code: str, message: str, headers: dict[str, str] | None = None

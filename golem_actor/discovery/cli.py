@@ -10,13 +10,10 @@ SIGINT/SIGTERM stop gracefully.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
-from golem_actor.logs import choose_format, configure_logging
-from golem_actor.portcheck.cli import serve_until_signalled
+from golem_actor.portcheck.cli import add_serve_command, run_serve_command
 from golem_actor.portcheck.config import parse_networks
 
 from .config import DiscoveryConfig
@@ -28,23 +25,14 @@ __all__ = ["build_parser", "config_from_args", "main"]
 
 def build_parser(prog: str = "python -m golem_actor.discovery") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="golem-actor discovery server")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve /api/v1/advertisements and GET /health")
     d = DiscoveryConfig()
-    serve.add_argument("--host", default=d.host, help="address to bind (%(default)s)")
-    serve.add_argument("--port", type=int, default=d.port, help="port (%(default)s)")
+    summary = "serve /api/v1/advertisements and GET /health"
+    serve = add_serve_command(parser, summary, d.host, d.port)
     serve.add_argument("--db", type=Path, default=d.db_path, help="SQLite file (%(default)s)")
     serve.add_argument(
         "--allow-unsigned",
         action="store_true",
         help="admit legacy unsigned adverts (listed with verified=false)",
-    )
-    serve.add_argument(
-        "--trust",
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="a reverse proxy network whose X-Forwarded-For is believed (repeatable)",
     )
     serve.add_argument("--ttl", type=float, default=d.ttl, help="advert lifetime, s")
     serve.add_argument("--read-rate", type=float, default=d.read_rate, help="GETs/minute/source")
@@ -55,8 +43,6 @@ def build_parser(prog: str = "python -m golem_actor.discovery") -> argparse.Argu
     serve.add_argument("--write-burst", type=int, default=d.write_burst)
     serve.add_argument("--max-body", type=int, default=d.max_body, help="bytes (%(default)s)")
     serve.add_argument("--max-adverts", type=int, default=d.max_adverts)
-    serve.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
-    serve.add_argument("--log-level", default="info")
     return parser
 
 
@@ -79,12 +65,5 @@ def config_from_args(args: argparse.Namespace) -> DiscoveryConfig:
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     parser = build_parser() if prog is None else build_parser(prog)
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-        configure_logging(fmt=choose_format(args.log_format, sys.stderr), level=args.log_level)
-    except ValueError as exc:
-        parser.error(str(exc))
-    where = f"{config.host}:{config.port}"
-    server = partial(run_server, config)
-    return serve_until_signalled(server, "discovery", where, (OSError, StoreError))
+    failures = (OSError, StoreError)
+    return run_serve_command(parser, argv, config_from_args, run_server, "discovery", failures)

@@ -24,6 +24,7 @@ import structlog
 import trio
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from test_portcheck_server import first_line
 
 from golem_actor.cli import main as cli_main
 from golem_actor.discovery import (
@@ -538,15 +539,6 @@ def test_a_taken_port_or_a_bad_database_exits_1(
         reset_logging()
     assert code_db == 1
     assert "cannot open the advert database" in capsys.readouterr().err
-
-
-async def first_line(stream: trio.abc.ReceiveStream) -> bytes:
-    received = b""
-    while b"\n" not in received:
-        chunk = await stream.receive_some()
-        assert chunk, f"the server exited early: {received!r}"
-        received += chunk
-    return received.split(b"\n", 1)[0]
 
 
 async def test_golem_provider_discovery_serve_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
