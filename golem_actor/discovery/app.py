@@ -12,12 +12,20 @@ read the capped body (413), check `X-Provider-ID` is an address, decode the body
 `allow_unsigned` an unsigned advert is kept with `verified: false`, but never over a
 verified one: 403), then store (503 when the store is full or failing).
 
+Replays: a signed body stays valid forever, so one captured could roll a provider's
+advert back. A provider that puts `timestamp` (Unix seconds) in its body is protected:
+the timestamp must be within `clock_skew` of our clock and later than the last one
+accepted, and once it has sent one, a body without it is refused. Upstream's body has
+no such field (its server ignores unknown fields, so a provider may send it to both).
+
 Error codes (`{"detail": {"code", "message"}}`): AUTH_001 no or bad X-Provider-ID,
 AUTH_002 forged signature, AUTH_003 unsigned, AUTH_004 X-Provider-ID is not the path's id,
-AUTH_005 unsigned over signed, AUTH_006 bad or stale X-Provider-Timestamp, AUTH_007 a
-replayed DELETE; ADV_002 a filter below 1, ADV_003 invalid body or query, ADV_004 not
-found, ADV_005 body not JSON, ADV_006 store full; RATE_001 too many requests; REQ_001 bad
-forwarding headers; REQ_413 body too large; STORE_001 database failure.
+AUTH_005 unsigned over signed, AUTH_006 a signed timestamp missing or too far from our
+clock, AUTH_007 a replay (a DELETE used before, an advert not newer than the last one),
+AUTH_008 an advert without a timestamp from a provider that sent them before; ADV_002 a
+filter below 1, ADV_003 invalid body or query, ADV_004 not found, ADV_005 body not JSON,
+ADV_006 store full; RATE_001 too many requests; REQ_001 bad forwarding headers; REQ_413
+body too large; STORE_001 database failure.
 """
 
 from __future__ import annotations
@@ -156,34 +164,68 @@ class _Service:
         advert = _decoder.decode(body)
         signature = signing.parse_signature(request.headers.get("X-Provider-Signature"))
         if signature is not None:
+            if advert.timestamp is not None:
+                self.near_now(advert.timestamp, "the advert's timestamp")
             await self.check_signer(body, signature, provider_id)
         elif not self.config.allow_unsigned:
             raise _unsigned()
-        key = provider_id.lower()
-        old = self.store.get(key)
-        if signature is None and old is not None and old.advert.verified:
+        verified = signature is not None
+        signed_at = advert.timestamp if verified else None
+
+        def make(old: Record | None) -> Record:
+            self.may_replace(old, verified, signed_at)
+            now = self.clock()
+            created = now if old is None else old.created
+            stored = Advert(
+                provider_id=provider_id,
+                ip_address=advert.ip_address,
+                country=advert.country.upper(),
+                resources=advert.resources,
+                pricing=advert.pricing,
+                created_at=timestamp_text(created),
+                updated_at=timestamp_text(now),
+                platform=advert.platform or "",
+                provider_name=advert.provider_name or "",
+                verified=verified,
+            )
+            return Record(provider_id.lower(), stored, created, now, signed_at)
+
+        record = await self.store.upsert(provider_id.lower(), make)
+        g.verified = verified
+        return record.advert
+
+    def may_replace(self, old: Record | None, verified: bool, signed_at: float | None) -> None:
+        """Refuse an advert that must not replace `old` (checked under the store's lock)."""
+        if old is None:
+            if len(self.store) >= self.config.max_adverts:
+                raise Refused(503, "ADV_006", "the discovery service holds too many adverts")
+            return
+        if not verified and old.advert.verified:
             raise Refused(
                 403, "AUTH_005", "an unsigned advert cannot replace this provider's signed one"
             )
-        if old is None and len(self.store) >= self.config.max_adverts:
-            raise Refused(503, "ADV_006", "the discovery service holds too many adverts")
-        now = self.clock()
-        created = now if old is None else old.created
-        stored = Advert(
-            provider_id=provider_id,
-            ip_address=advert.ip_address,
-            country=advert.country.upper(),
-            resources=advert.resources,
-            pricing=advert.pricing,
-            created_at=timestamp_text(created),
-            updated_at=timestamp_text(now),
-            platform=advert.platform or "",
-            provider_name=advert.provider_name or "",
-            verified=signature is not None,
-        )
-        await self.store.put(Record(key, stored, created, now))
-        g.verified = stored.verified
-        return stored
+        if not verified or old.signed_at is None:
+            return
+        if signed_at is None:
+            raise Refused(
+                401,
+                "AUTH_008",
+                "this provider's adverts carry a signed timestamp; one without it is refused",
+            )
+        if signed_at <= old.signed_at:
+            raise Refused(
+                401,
+                "AUTH_007",
+                f"the advert's timestamp {signed_at:g} is not after the last one"
+                f" ({old.signed_at:g}): a replay, or out of order",
+            )
+
+    def near_now(self, stamp: float, what: str) -> None:
+        now, skew = self.clock(), self.config.clock_skew
+        if abs(stamp - now) > skew:
+            raise Refused(
+                401, "AUTH_006", f"{what} {stamp:g} is more than {skew:g} s from {now:.0f}"
+            )
 
     def listed(self) -> list[Advert]:
         minimums, country, platform = _filters()
@@ -209,14 +251,21 @@ class _Service:
             stamp = self.fresh_delete(signature)
             await self.check_signer(signing.delete_message(claimed, stamp), signature, claimed)
             self.fresh_delete(signature)  # again: a twin may have been verified meanwhile
-            self.used_deletes[signature] = self.clock() + 2 * self.config.delete_skew
+            self.used_deletes[signature] = self.clock() + 2 * self.config.clock_skew
         if not await self.store.delete(key):
             raise Refused(404, "ADV_004", "Advertisement not found")
 
     def fresh_delete(self, signature: bytes) -> int:
         """The DELETE's timestamp when near our clock and its signature unused; else 401."""
-        now, skew = self.clock(), self.config.delete_skew
-        stamp = _delete_timestamp(now, skew)
+        text = request.headers.get("X-Provider-Timestamp", "").strip()
+        try:
+            stamp = int(text)
+        except ValueError:
+            raise Refused(
+                401, "AUTH_006", "a signed DELETE needs X-Provider-Timestamp (integer Unix seconds)"
+            ) from None
+        self.near_now(stamp, "X-Provider-Timestamp")
+        now = self.clock()
         for seen, until in list(self.used_deletes.items()):
             if until < now:
                 del self.used_deletes[seen]
@@ -275,21 +324,6 @@ def create_app(
 
     _install_hooks(app)
     return app
-
-
-def _delete_timestamp(now: float, skew: float) -> int:
-    text = request.headers.get("X-Provider-Timestamp", "").strip()
-    try:
-        stamp = int(text)
-    except ValueError:
-        raise Refused(
-            401, "AUTH_006", "a signed DELETE needs X-Provider-Timestamp (integer Unix seconds)"
-        ) from None
-    if abs(stamp - now) > skew:
-        raise Refused(
-            401, "AUTH_006", f"X-Provider-Timestamp {stamp} is more than {skew:g} s from {now:.0f}"
-        )
-    return stamp
 
 
 def _install_hooks(app: QuartTrio) -> None:

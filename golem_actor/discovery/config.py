@@ -4,7 +4,7 @@ Why: every bound that keeps the service honest and cheap to run has a safe defau
 so a deployment cannot forget one: how long an advert lives without a refresh (TTL, 5
 min as upstream) and how often expired rows are removed, the request rates per source
 (reads and signed writes apart: a write costs a signature recovery), the body cap, how
-many adverts are kept at most, how far a signed DELETE's timestamp may be from our clock,
+many adverts are kept at most, how far a signed timestamp may be from our clock,
 and whether unsigned legacy adverts are admitted at all (off by default).
 """
 
@@ -36,7 +36,7 @@ class DiscoveryConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_body: int = 16 * 1024
     max_adverts: int = 50_000
     max_sources: int = 10_000  # rate-limit buckets kept in memory
-    delete_skew: float = 300.0  # a signed DELETE's timestamp may be this far from our clock
+    clock_skew: float = 300.0  # a signed timestamp may be this far from our clock
     verify_threads: int = 2  # signature recoveries at once (each ~10 ms of pure Python)
 
     def __post_init__(self) -> None:
@@ -52,7 +52,7 @@ class DiscoveryConfig(msgspec.Struct, frozen=True, kw_only=True):
             "max_body": self.max_body,
             "max_adverts": self.max_adverts,
             "max_sources": self.max_sources,
-            "delete_skew": self.delete_skew,
+            "clock_skew": self.clock_skew,
             "verify_threads": self.verify_threads,
         }
         for name, value in positive.items():

@@ -9,6 +9,8 @@ none) and `verified` (false only for a legacy unsigned advert). Errors keep upst
 `{"detail": {"code", "message"}}`. Decoding is strict (no coercion; unknown fields are
 ignored, as upstream did): the IP must be a dotted IPv4 address with octets in range (the
 requestor dials `http://<ip>:7466`), the country two ASCII letters (stored upper-case).
+An optional `timestamp` (Unix seconds, inside the signed body) protects a provider's
+adverts against replay; see app.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class AdvertBody(msgspec.Struct, frozen=True, kw_only=True):
     pricing: dict[str, Any] | None = None  # stored verbatim, as upstream
     platform: Annotated[str, Meta(max_length=32)] | None = None
     provider_name: Label | None = None
+    timestamp: Annotated[float, Meta(ge=0)] | None = None  # Unix seconds, against replays
 
     def __post_init__(self) -> None:
         try:

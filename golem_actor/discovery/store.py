@@ -11,7 +11,7 @@ disagree; this process is the table's only writer.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,15 @@ CREATE TABLE IF NOT EXISTS adverts (
     pricing TEXT,
     verified INTEGER NOT NULL,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    signed_at REAL
 )
 """
 _COLUMNS = (
     "key, provider_id, ip_address, country, platform, provider_name, cpu, memory, storage,"
-    " pricing, verified, created_at, updated_at"
+    " pricing, verified, created_at, updated_at, signed_at"
 )
-_UPSERT = f"INSERT OR REPLACE INTO adverts ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_UPSERT = f"INSERT OR REPLACE INTO adverts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 
 
 class StoreError(Exception):
@@ -64,6 +65,7 @@ class Record(msgspec.Struct, frozen=True):
     advert: Advert
     created: float
     updated: float
+    signed_at: float | None = None  # the signed body's `timestamp`, when it had one
 
     def row(self) -> tuple[Any, ...]:
         a = self.advert
@@ -82,12 +84,13 @@ class Record(msgspec.Struct, frozen=True):
             int(a.verified),
             self.created,
             self.updated,
+            self.signed_at,
         )
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Record:
         key, pid, ip, country, platform, name, cpu, memory, storage, pricing, verified = row[:11]
-        created, updated = float(row[11]), float(row[12])
+        created, updated, signed_at = float(row[11]), float(row[12]), row[13]
         advert = Advert(
             provider_id=pid,
             ip_address=ip,
@@ -100,7 +103,7 @@ class Record(msgspec.Struct, frozen=True):
             provider_name=name,
             verified=bool(verified),
         )
-        return cls(key, advert, created, updated)
+        return cls(key, advert, created, updated, signed_at)
 
 
 def _connect(path: Path) -> tuple[sqlite3.Connection, dict[str, Record]]:
@@ -149,11 +152,14 @@ class AdvertStore:
         except sqlite3.Error as exc:
             raise StoreError(f"the advert database refused a write: {exc}") from exc
 
-    async def put(self, record: Record) -> None:
+    async def upsert(self, key: str, make: Callable[[Record | None], Record]) -> Record:
+        """Store `make(current record)`, atomically: `make` may refuse by raising."""
         with trio.CancelScope(shield=True):
             async with self._lock:
+                record = make(self._records.get(key))
                 await self._write(_UPSERT, record.row())
-                self._records[record.key] = record
+                self._records[key] = record
+        return record
 
     async def delete(self, key: str) -> bool:
         with trio.CancelScope(shield=True):

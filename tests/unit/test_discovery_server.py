@@ -323,6 +323,34 @@ async def test_a_signed_delete_is_checked_and_cannot_be_replayed(tmp_path: Path)
     assert [item["provider_id"] for item in listed.json()] == [pid]
 
 
+async def test_a_signed_timestamp_stops_replayed_adverts_even_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    provider = Account.create()
+    clock = ManualClock()
+    db = tmp_path / "d.sqlite3"
+    first = json.dumps(advert(ip_address="192.0.2.1", timestamp=clock.now)).encode()
+    second = json.dumps(advert(ip_address="192.0.2.2", timestamp=clock.now + 1.5)).encode()
+    async with discovery(db, clock, write_burst=50) as served:
+        accepted = await post(served.url, provider, first)
+        replayed = await post(served.url, provider, first)
+        newer = await post(served.url, provider, second)
+        rolled_back = await post(served.url, provider, first)
+        untimed = await post(served.url, provider, advert(ip_address="192.0.2.3"))
+        far = await post(served.url, provider, advert(timestamp=clock.now + 400))
+    async with discovery(db, clock) as served:
+        after_restart = await post(served.url, provider, first)
+        listed = (await get(served.url)).json()
+    assert accepted.status_code == 200, accepted.text
+    assert "timestamp" not in accepted.json()
+    assert newer.status_code == 200
+    for reply in (replayed, rolled_back, after_restart):
+        assert (reply.status_code, code(reply)) == (401, "AUTH_007")
+    assert (untimed.status_code, code(untimed)) == (401, "AUTH_008")
+    assert (far.status_code, code(far)) == (401, "AUTH_006")
+    assert [item["ip_address"] for item in listed] == ["192.0.2.2"]
+
+
 async def test_adverts_expire_after_the_ttl_and_the_timer_deletes_them(tmp_path: Path) -> None:
     provider, fresh = Account.create(), Account.create()
     clock = ManualClock()
