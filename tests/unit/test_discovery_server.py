@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ from golem_actor.discovery import (
     run_server,
     sign,
     sign_delete,
+    signing,
 )
 from golem_actor.logs import reset_logging
 
@@ -404,6 +406,53 @@ async def test_rate_limits_answer_429_with_retry_after_then_recover(tmp_path: Pa
     assert (still.status_code, still.headers["Retry-After"]) == (429, "1")
     assert recovered.status_code == 200
     assert read_again.status_code == 200
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(
+    tmp_path: Path,
+) -> None:
+    proxy = (ipaddress.ip_network("127.0.0.1/32"),)
+    limits = {"read_rate": 60, "read_burst": 1, "trusted_proxies": proxy}
+    async with discovery(tmp_path / "d.sqlite3", ManualClock(), **limits) as served:
+        async with client_from() as client:
+
+            async def through_proxy(client_ip: str) -> int:
+                headers = {"X-Forwarded-For": client_ip}
+                return (await client.get(served.url + ADVERTS, headers=headers)).status_code
+
+            codes = [await through_proxy(ip) for ip in ("192.0.2.1", "192.0.2.1", "192.0.2.2")]
+            no_header = await get(served.url)
+        direct = await get(served.url, source=OTHER)
+    assert codes == [200, 429, 200]
+    assert (no_header.status_code, code(no_header)) == (400, "REQ_001")
+    assert direct.status_code == 200
+
+
+async def test_signature_recovery_runs_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = signing.recover
+
+    def slow(message: bytes, signature: bytes, provider_id: str) -> str:
+        time.sleep(0.5)  # blocking, as the pure-Python recovery is (~10 ms each)
+        return real(message, signature, provider_id)
+
+    monkeypatch.setattr(signing, "recover", slow)
+    provider = Account.create()
+    async with discovery(tmp_path / "d.sqlite3") as served:
+        answers: dict[str, float] = {}
+        began = trio.current_time()
+
+        async def posting() -> None:
+            assert (await post(served.url, provider, advert())).status_code == 200
+            answers["post"] = trio.current_time() - began
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(posting)
+            await trio.sleep(0.1)
+            assert (await get(served.url, "/health")).status_code == 200
+            answers["health"] = trio.current_time() - began
+    assert answers["health"] < 0.4 < answers["post"]
 
 
 async def test_adverts_survive_a_restart(tmp_path: Path) -> None:
