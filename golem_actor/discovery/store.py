@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS adverts (
     signed_at REAL
 )
 """
+_VERSION = 1  # PRAGMA user_version of this schema
 _COLUMNS = (
     "key, provider_id, ip_address, country, platform, provider_name, cpu, memory, storage,"
     " pricing, verified, created_at, updated_at, signed_at"
@@ -112,7 +113,11 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, dict[str, Record]]:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > _VERSION:
+            raise ValueError(f"it was written by a newer version (schema {version})")
         conn.execute(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={_VERSION}")
         rows = conn.execute(f"SELECT {_COLUMNS} FROM adverts").fetchall()
         return conn, {record.key: record for record in map(Record.from_row, rows)}
     except BaseException:
@@ -130,7 +135,7 @@ class AdvertStore:
     async def open(cls, path: Path) -> AdvertStore:
         try:
             conn, records = await trio.to_thread.run_sync(_connect, path)
-        except (sqlite3.Error, OSError, ValueError) as exc:
+        except (sqlite3.Error, OSError, ValueError, msgspec.DecodeError) as exc:
             raise StoreError(f"cannot open the advert database {path}: {exc}") from exc
         return cls(conn, records)
 

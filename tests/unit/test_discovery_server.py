@@ -616,6 +616,14 @@ def test_a_taken_port_or_a_bad_database_exits_1(
         reset_logging()
     assert code_db == 1
     assert "cannot open the advert database" in capsys.readouterr().err
+    with sqlite3.connect(tmp_path / "newer.sqlite3") as conn:
+        conn.execute("PRAGMA user_version=2")
+    try:
+        code_newer = main([*base, "--port", "0", "--db", str(tmp_path / "newer.sqlite3")])
+    finally:
+        reset_logging()
+    assert code_newer == 1
+    assert "written by a newer version" in capsys.readouterr().err
 
 
 async def test_golem_provider_discovery_serve_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
