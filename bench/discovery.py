@@ -90,12 +90,15 @@ def _signed_posts() -> list[tuple[bytes, dict[str, str]]]:
     return posts
 
 
-async def _wait_healthy(url: str, process: trio.Process) -> None:
+async def _wait_healthy(url: str, process: trio.Process, log: Path) -> None:
     async with httpx.AsyncClient() as client:
         with trio.fail_after(60):
             while True:
                 if process.returncode is not None:
-                    raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+                    tail = await trio.Path(log).read_text(errors="replace")
+                    raise RuntimeError(
+                        f"{url}: the server exited ({process.returncode}):\n{tail[-2000:]}"
+                    )
                 try:
                     if (await client.get(url + "/health")).status_code == 200:
                         return
@@ -104,10 +107,16 @@ async def _wait_healthy(url: str, process: trio.Process) -> None:
 
 
 @asynccontextmanager
-async def _process(argv: list[str], env: dict[str, str], url: str) -> AsyncIterator[None]:
-    process = await trio.lowlevel.open_process(argv, env={**os.environ, **env})
+async def _process(
+    argv: list[str], env: dict[str, str], url: str, log: Path
+) -> AsyncIterator[None]:
+    """A server process whose output goes to `log` (shown only if it fails to start)."""
+    with log.open("wb") as output:
+        process = await trio.lowlevel.open_process(
+            argv, env={**os.environ, **env}, stdout=output, stderr=output
+        )
     try:
-        await _wait_healthy(url, process)
+        await _wait_healthy(url, process, log)
         yield
     finally:
         process.terminate()
@@ -187,8 +196,8 @@ async def run(seconds: float = 5.0, rounds: int = 3, connections: int = 10) -> d
         }
         theirs_argv = [*server_pin, str(UPSTREAM_VENV / "bin" / "golem-discovery")]
         async with (
-            _process(ours_argv, {}, ours.url),
-            _process(theirs_argv, theirs_env, theirs.url),
+            _process(ours_argv, {}, ours.url, Path(tmp, "ours.log")),
+            _process(theirs_argv, theirs_env, theirs.url, Path(tmp, "upstream.log")),
         ):
             sizes = {s.name: await _fill(s.url, posts) for s in (ours, theirs)}
             servers = [ours, theirs]
