@@ -242,17 +242,17 @@ class _Service:
         if claimed.lower() != key:
             raise Refused(401, "AUTH_004", "Not authorized to delete this advertisement")
         signature = signing.parse_signature(request.headers.get("X-Provider-Signature"))
-        record = self.store.get(key)
+        check = None
         if signature is None:
-            legacy = record is not None and not record.advert.verified
-            if not (self.config.allow_unsigned and legacy):
+            if not self.config.allow_unsigned:
                 raise _unsigned()
+            check = _legacy_only  # checked under the store's lock, against a signed POST
         else:
             stamp = self.fresh_delete(signature)
             await self.check_signer(signing.delete_message(claimed, stamp), signature, claimed)
             self.fresh_delete(signature)  # again: a twin may have been verified meanwhile
             self.used_deletes[signature] = self.clock() + 2 * self.config.clock_skew
-        if not await self.store.delete(key):
+        if not await self.store.delete(key, check):
             raise Refused(404, "ADV_004", "Advertisement not found")
 
     def fresh_delete(self, signature: bytes) -> int:
@@ -272,6 +272,11 @@ class _Service:
         if signature in self.used_deletes:
             raise Refused(401, "AUTH_007", "this signed DELETE was already used")
         return stamp
+
+
+def _legacy_only(record: Record) -> None:
+    if record.advert.verified:
+        raise _unsigned()
 
 
 def _unsigned() -> Refused:

@@ -166,12 +166,18 @@ class AdvertStore:
                 self._records[key] = record
         return record
 
-    async def delete(self, key: str) -> bool:
+    async def delete(self, key: str, check: Callable[[Record], None] | None = None) -> bool:
+        """Delete `key`'s advert (after `check(it)`, which may refuse by raising); was there one?"""
         with trio.CancelScope(shield=True):
             async with self._lock:
+                record = self._records.get(key)
+                if record is None:
+                    return False
+                if check is not None:
+                    check(record)
                 await self._write("DELETE FROM adverts WHERE key = ?", (key,))
-                found = self._records.pop(key, None) is not None
-        return found
+                del self._records[key]
+        return True
 
     async def purge(self, before: float) -> int:
         """Delete every advert last updated before `before`; how many were."""
