@@ -8,7 +8,7 @@ changed only by the Net API's requests through the pure rules of
 vpn_networks.json` (StateStore: atomic, fsynced, checksummed) *before* the request is
 answered, so an answered request survives a crash of the node; at start the registry is
 read back before the actor serves (yagna keeps networks in memory and loses them).
-A corrupt file is moved aside (`vpn_networks.json.corrupt-<time>`) and logged as an
+A corrupt file is moved aside (`vpn_networks.corrupt-<time>`) and logged as an
 error, and the node starts with no networks rather than not at all.
 
 Data plane seam: the rows of `desired_membership` (which VM of this node is in which
