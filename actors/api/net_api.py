@@ -17,8 +17,9 @@ or a limit reached, 501 the gates (a later step), 503 the node is busy. Error bo
 yagna's `ErrorMessage` field `message` and the VM API's `detail`, with the same text.
 
 Routes only translate: the rules are in the domain module, the registry in vpn_router.
-Whether a node id is a VM of the caller's is asked of vm_lifecycle here, because the
-vpn_router starts before vm_lifecycle and calls only go from later actors to earlier ones.
+Whether a node id is a VM of the network owner's is asked of vm_lifecycle here, because
+the vpn_router starts before vm_lifecycle and calls only go from later actors to earlier
+ones.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from actors.vpn_router import (
     RemoveNode,
 )
 from golem_actor.domain.tenancy import VM_ID_PREFIX, Caller, token_digest
-from golem_actor.domain.vpn.networks import VpnNetwork
+from golem_actor.domain.vpn.networks import VpnNetwork, vms_seen_by
 from golem_actor.kernel import CallTimeout
 
 from .context import ApiContext
@@ -231,8 +232,9 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
         who = caller()
         body = await _body(NodeBody)
         vm = False
-        if body.id.startswith(VM_ID_PREFIX):  # only the caller's own VMs join the data plane
-            vm = any(v.vm_id == body.id for v in await context.lifecycle.call(ListVms(who)))
+        if body.id.startswith(VM_ID_PREFIX):  # only the network owner's VMs join its traffic
+            owner = vms_seen_by(await vpn.call(GetNetwork(who, network_id)))
+            vm = any(v.vm_id == body.id for v in await context.lifecycle.call(ListVms(owner)))
         await vpn.call(
             AddNode(caller=who, network_id=network_id, node_id=body.id, ip=body.ip, vm=vm)
         )

@@ -191,6 +191,13 @@ async def test_a_network_is_its_tenants_alone(tmp_path: Path) -> None:
         assert await ya.call(base, ALICE, "get_nodes", network_id=net) == []
         everyone = await ya.call(base, OPERATOR_TOKEN, "get_networks")
         assert {n["id"] for n in everyone} == {net, bobs}
+        # Even the operator connects only the network owner's VMs to a network.
+        alices_vm, bobs_vm = await create_vm(node, ALICE, "amy"), await create_vm(node, BOB, "ben")
+        for vm, ip in ((alices_vm, "10.8.0.2"), (bobs_vm, "10.8.0.3")):
+            added = await ya.call(base, OPERATOR_TOKEN, "add_node", network_id=bobs, id=vm, ip=ip)
+            assert added is None
+        rows = (await node.node.wiring.vpn_router.call(GetMembership())).rows
+        assert [(r.vm_id, r.network_id) for r in rows] == [(bobs_vm, bobs)]
         assert (await ya.call(base, None, "get_networks")).status == 401
 
 

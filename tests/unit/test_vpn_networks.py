@@ -27,6 +27,7 @@ from golem_actor.domain.vpn.networks import (
     owner_key,
     parse_network,
     remove_node,
+    vms_seen_by,
 )
 
 ALICE, BOB = Caller(tenant="a" * 64), Caller(tenant="b" * 64)
@@ -180,6 +181,9 @@ def test_tenancy() -> None:
     assert not may_use(BOB, net)
     assert not may_use(Caller(), net)
     assert may_use(Caller(operator=True), net)
+    assert vms_seen_by(net) == ALICE
+    operators = new_network("o" * 32, OPERATOR_OWNER, "10.0.0.0/24")
+    assert vms_seen_by(operators) == Caller(operator=True)
 
 
 def test_desired_membership_lists_this_nodes_vms_only() -> None:

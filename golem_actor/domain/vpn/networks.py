@@ -26,7 +26,7 @@ Addresses and nodes
 - An address must be a host of the network: neither its network address nor its
   broadcast (yagna accepts both; no guest can use them).
 - A node is a VM of this node (`vm=True`: the caller checked that the VM is the network
-  owner's) or any other id (a Golem node id `0x…`, a VM of another node), which is
+  owner's, `vms_seen_by`) or any other id (a Golem node id `0x…`, a VM of another node), which is
   accepted and listed as yagna does; traffic flows only for VMs the data plane knows.
 - One address, one node: another node on a taken address is refused (yagna answers 200
   and silently keeps the first holder, so the second never gets traffic). The same node
@@ -77,6 +77,7 @@ __all__ = [
     "owner_key",
     "parse_network",
     "remove_node",
+    "vms_seen_by",
 ]
 
 OPERATOR_OWNER = "operator"  # tenants' owner keys are sha256 hex digests: never this
@@ -149,6 +150,13 @@ def may_use(caller: Caller, network: VpnNetwork) -> bool:
     if caller.operator:
         return True
     return caller.tenant is not None and hmac.compare_digest(caller.tenant, network.owner)
+
+
+def vms_seen_by(network: VpnNetwork) -> Caller:
+    """The identity whose VMs may join `network`: its owner's (for the operator's, all)."""
+    if network.owner == OPERATOR_OWNER:
+        return Caller(operator=True)
+    return Caller(tenant=network.owner)
 
 
 # -- creating ---------------------------------------------------------------------------
