@@ -29,6 +29,7 @@ from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
 from actors.resource_tracker import ResourceMsg, ResourceTracker
 from actors.stream_monitor import StreamMonitor
 from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle
+from actors.vpn_router import VpnMsg, VpnRouter
 from actors.withdraw_scheduler import WithdrawScheduler
 from golem_actor.domain.resources import Resources
 from golem_actor.kernel import (
@@ -61,6 +62,7 @@ class NodeTree:
     port_verifier: Address[PortVerifierMsg]
     proxies: Address[DynamicSupervisorMsg]
     lifecycle: Address[LifecycleMsg]
+    vpn_router: Address[VpnMsg]
 
 
 def verifier_settings(settings: Settings) -> VerifierConfig:
@@ -158,6 +160,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             payments=None if payments is None else payments.gate,
             create_timeout=settings.launch_timeout_seconds + 30.0,
             stop=stop,
+            vpn_router=tree.address_of(vpn_spec),
         )
         return ApiActor(context, host=settings.host, port=settings.port)
 
@@ -196,6 +199,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     )
     resources_spec = ChildSpec("resource_tracker", resource_tracker)
     verifier_spec = ChildSpec("port_verifier", port_verifier, shutdown=5.0)
+    vpn_spec = ChildSpec("vpn_router", lambda: VpnRouter(store=store), shutdown=5.0)
     proxies_spec = ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf)
     lifecycle_spec = ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0)
     monitoring = paid and settings.stream_monitor_enabled
@@ -205,6 +209,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
         *([wallet_spec] if wallet_spec is not None else []),
         resources_spec,
         verifier_spec,
+        vpn_spec,
         proxies_spec,
         lifecycle_spec,
         *([ChildSpec("stream_monitor", stream_monitor)] if monitoring else []),
@@ -227,4 +232,5 @@ def node_tree(parts: NodeParts) -> NodeTree:
         port_verifier=verifier,
         proxies=tree.address_of(proxies_spec),
         lifecycle=lifecycle,
+        vpn_router=tree.address_of(vpn_spec),
     )

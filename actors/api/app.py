@@ -40,6 +40,7 @@ from golem_actor.keys import generate_ssh_keypair
 
 from .context import ApiContext
 from .errors import ApiError, translate
+from .net_api import register_net_api
 from .openapi import Router, openapi_document
 from .payments import PaymentGate, StreamStatus
 from .schemas import (
@@ -457,6 +458,7 @@ def create_app(context: ApiContext) -> QuartTrio:
         return Response(document, content_type="application/json")
 
     app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi", openapi, methods=["GET"])
+    register_net_api(app, context)
 
     @app.before_request
     async def bind_request() -> None:
