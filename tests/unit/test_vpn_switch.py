@@ -332,3 +332,14 @@ def test_checksum_helper_agrees_with_replies() -> None:
     ((_, reply),) = switch.route("a2", ping_frame(ip("10.0.0.2"), GW, router_mac(GW)))
     assert checksum(reply[14:34]) == 0
     assert checksum(reply[34:]) == 0
+
+
+def test_frames_from_an_unlocated_member_are_dropped() -> None:
+    switch = make_switch()
+    switch.add_port(SwitchPort("0xabc", "net-a", ip("10.0.0.5"), kind=PortKind.UNLOCATED))
+    assert switch.route("0xabc", udp_frame(ip("10.0.0.5"), ip("10.0.0.2"))) == []
+    assert switch.counters("0xabc").drops == {Drop.UNLOCATED: 1}
+    switch.locate("0xabc", PortKind.LOCAL)
+    assert [out for out, _ in switch.route("0xabc", udp_frame(ip("10.0.0.5"), ip("10.0.0.2")))] == [
+        "a2"
+    ]

@@ -42,12 +42,14 @@ class EgressQueue:
 
     def push(self, frame: bytes) -> bool:
         """Queue `frame`; False (and counted) when the queue is full."""
-        if len(self._frames) >= self.max_frames or self.queued_bytes + len(frame) > self.max_bytes:
+        size = len(frame)
+        frames = self._frames
+        if len(frames) >= self.max_frames or self.queued_bytes + size > self.max_bytes:
             self.dropped_frames += 1
-            self.dropped_bytes += len(frame)
+            self.dropped_bytes += size
             return False
-        self._frames.append(frame)
-        self.queued_bytes += len(frame)
+        frames.append(frame)
+        self.queued_bytes += size
         return True
 
     def peek(self) -> bytes | None:
@@ -85,9 +87,11 @@ class EgressQueues:
     def push_all(self, routed: list[tuple[str, bytes]]) -> int:
         """Queue what `Switch.route` returned; the number of frames dropped."""
         dropped = 0
+        queues, ready = self._queues, self.ready
         for port_id, frame in routed:
-            if self.queue(port_id).push(frame):
-                self.ready[port_id] = None
+            queue = queues.get(port_id) or self.queue(port_id)
+            if queue.push(frame):
+                ready[port_id] = None
             else:
                 dropped += 1
         return dropped

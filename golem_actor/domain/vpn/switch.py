@@ -152,6 +152,17 @@ def first_host(cidr: IPv4Network) -> IPv4Address:
     return cidr.network_address + 1
 
 
+# Who may send to whom, as bits: a frame from a port of `origin` o goes to a port that
+# `accepts` a if o & a. Local ports take from anyone, remote ports only from local ones
+# (split horizon: link to link never), unlocated ports from no one.
+_FROM_LOCAL, _FROM_REMOTE = 1, 2
+_ORIGIN_ACCEPTS: dict[PortKind, tuple[int, int]] = {
+    PortKind.LOCAL: (_FROM_LOCAL, _FROM_LOCAL | _FROM_REMOTE),
+    PortKind.REMOTE: (_FROM_REMOTE, _FROM_LOCAL),
+    PortKind.UNLOCATED: (0, 0),
+}
+
+
 @dataclass(slots=True)
 class PortCounters:
     rx_frames: int = 0
@@ -186,17 +197,36 @@ class _Net:
 
 
 class _Port:
-    __slots__ = ("counters", "id", "ip", "kind", "link", "mac", "max_frame", "net")
+    __slots__ = (
+        "accepts",
+        "counters",
+        "id",
+        "ip",
+        "ipv4_prefix",
+        "kind",
+        "link",
+        "mac",
+        "max_frame",
+        "net",
+        "origin",
+    )
 
     def __init__(self, spec: SwitchPort, net: _Net) -> None:
         self.id = spec.id
         self.net = net
         self.ip = spec.ip.packed
         self.mac = spec.mac if spec.mac is not None else guest_mac(spec.ip)
-        self.kind = spec.kind
-        self.link = spec.link
+        self.ipv4_prefix = self.mac + _IPV4_TYPE  # source MAC + ethertype, one comparison
+        self.kind = PortKind.UNLOCATED
+        self.link: str | None = None
+        self.origin = self.accepts = 0
+        self.relocate(spec.kind, spec.link)
         self.max_frame = net.spec.mtu + ETH_HEADER_LEN
         self.counters = PortCounters()
+
+    def relocate(self, kind: PortKind, link: str | None) -> None:
+        self.kind, self.link = kind, link
+        self.origin, self.accepts = _ORIGIN_ACCEPTS[kind]
 
 
 class Switch:
@@ -253,8 +283,7 @@ class Switch:
     def locate(self, port_id: str, kind: PortKind, link: str | None = None) -> None:
         """Say where a member lives now (e.g. a node id became known, or a VM moved)."""
         _check_kind(kind, link)
-        port = self._ports[port_id]
-        port.kind, port.link = kind, link
+        self._ports[port_id].relocate(kind, link)
 
     def counters(self, port_id: str) -> PortCounters:
         return self._ports[port_id].counters
@@ -281,6 +310,27 @@ class Switch:
         size = len(frame)
         counters.rx_frames += 1
         counters.rx_bytes += size
+        # The fast path: unicast IPv4 from the port's own MAC and IP to a member. One
+        # `startswith` checks the source MAC and the ethertype; the destination MAC is the
+        # only key built. Anything else takes the full rules in `_route_slowly`.
+        if (
+            _MIN_IPV4_FRAME <= size <= port.max_frame
+            and frame.startswith(port.ipv4_prefix, 6)
+            and frame[14] & 0xF0 == 0x40
+            and not frame[0] & 1
+            and frame.startswith(port.ip, 26)
+        ):
+            out = port.net.by_mac.get(frame[:6])
+            if out is not None and out.accepts & port.origin:
+                out_counters = out.counters
+                out_counters.tx_frames += 1
+                out_counters.tx_bytes += size
+                return [(out.id, frame)]
+        return self._route_slowly(port, frame, size)
+
+    def _route_slowly(self, port: _Port, frame: bytes, size: int) -> Routed:
+        if not port.origin:
+            return self._drop(port, Drop.UNLOCATED)  # nothing can arrive from nowhere
         if size > port.max_frame:
             return self._drop(port, Drop.TOO_BIG)
         if size < ETH_HEADER_LEN:
@@ -301,13 +351,8 @@ class Switch:
                 if frame.startswith(port.net.router_mac):
                     return self._to_router(port, frame)
                 return self._drop(port, Drop.UNKNOWN_DESTINATION)
-            if out.kind is PortKind.LOCAL or (
-                out.kind is PortKind.REMOTE and port.kind is PortKind.LOCAL
-            ):
-                out_counters = out.counters
-                out_counters.tx_frames += 1
-                out_counters.tx_bytes += size
-                return [(out.id, frame)]
+            if out.accepts & port.origin:
+                return self._send(out, frame)
             return self._unreachable(port, out)
         if frame.startswith(_ARP_TYPE, 12):
             return self._arp(port, frame)
@@ -459,9 +504,7 @@ class Switch:
                 port.counters.to_router += 1
                 return []
             return self._drop(port, Drop.UNKNOWN_DESTINATION)
-        if out.kind is PortKind.LOCAL or (
-            out.kind is PortKind.REMOTE and port.kind is PortKind.LOCAL
-        ):
+        if out.accepts & port.origin:
             return self._send(out, frame)
         return self._unreachable(port, out)
 
