@@ -6,7 +6,7 @@
 # Run as root.
 set -eu
 
-PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt"
+PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox"  # busybox: udhcpc and ping in the VPN tests
 
 missing=""
 for p in $PKGS; do
