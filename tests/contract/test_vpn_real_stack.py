@@ -17,6 +17,7 @@ import fcntl
 import os
 import selectors
 import shutil
+import signal
 import struct
 import subprocess
 import threading
@@ -46,6 +47,20 @@ case "$1" in
     ip addr add "$ip/$subnet" broadcast "$broadcast" dev "$interface"
     [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
     env > "$LEASE_FILE"
+    ;;
+esac
+exit 0
+"""
+
+
+DHCLIENT_SCRIPT = """#!/bin/sh
+# dhclient's variant: new_* variables, reason BOUND/RENEW/REBOOT, a cleared environment
+case "$reason" in
+  BOUND|RENEW|REBIND|REBOOT)
+    ip addr flush dev "$interface"
+    ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface"
+    [ -n "$new_interface_mtu" ] && ip link set dev "$interface" mtu "$new_interface_mtu"
+    env > "@LEASE_FILE@"
     ;;
 esac
 exit 0
@@ -215,6 +230,32 @@ def test_udhcpc_configures_the_nic_and_the_kernel_talks_through_the_router(world
     assert a.ping(b.ip)
     assert b.ping(a.ip)
     assert switch.counters("b").tx_frames >= 2
+
+
+def test_dhclient_takes_the_same_lease(world: World, tmp_path: Path) -> None:
+    """isc-dhcp-client (Debian's cloud images) is stricter than udhcpc about replies."""
+    assert shutil.which("dhclient"), "dhclient is missing: run .ci/install-guest-deps.sh"
+    a = guest(world, "a", "net-a", "10.8.0.2")
+    lease_file = tmp_path / "dhclient.env"
+    script = tmp_path / "dhclient.script"
+    script.write_text(DHCLIENT_SCRIPT.replace("@LEASE_FILE@", str(lease_file)))
+    script.chmod(0o755)
+    result = a.sh(
+        "dhclient", "-1", "-v", "-cf", "/dev/null", "-sf", str(script),
+        "-lf", str(tmp_path / "leases"), "-pf", str(tmp_path / "pid"), TAP,
+        check=False,
+    )  # fmt: skip
+    # bound, dhclient went to the background to renew: stop the process it left
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+        os.kill(int((tmp_path / "pid").read_text()), signal.SIGTERM)
+    assert result.returncode == 0, result.stderr
+    assert lease_file.exists(), result.stderr
+    env = dict(line.split("=", 1) for line in lease_file.read_text().splitlines() if "=" in line)
+    assert env["reason"] == "BOUND"
+    assert (env["new_ip_address"], env["new_subnet_mask"]) == ("10.8.0.2", "255.255.0.0")
+    assert (env["new_routers"], env["new_dhcp_server_identifier"]) == ("10.8.0.1", "10.8.0.1")
+    assert "inet 10.8.0.2/16" in a.sh("ip", "-4", "-o", "addr", "show", "dev", TAP).stdout
+    assert a.ping(GATEWAY)
 
 
 def test_isolation_spoofing_and_leaving_with_real_stacks(world: World) -> None:
