@@ -3,9 +3,17 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 import pytest
-from vpn_frames import arp_request, ip, padded_udp_frame, ping_frame, udp_frame
+from vpn_frames import (
+    arp_request,
+    dhcp_request_frame,
+    ip,
+    padded_udp_frame,
+    ping_frame,
+    udp_frame,
+)
 
 from golem_actor.domain.vpn.addressing import BROADCAST_MAC, guest_mac, router_mac
+from golem_actor.domain.vpn.dhcp import DhcpType
 from golem_actor.domain.vpn.ethernet import (
     ARP_REPLY,
     ETHERTYPE_IPV4,
@@ -343,3 +351,17 @@ def test_frames_from_an_unlocated_member_are_dropped() -> None:
     assert [out for out, _ in switch.route("0xabc", udp_frame(ip("10.0.0.5"), ip("10.0.0.2")))] == [
         "a2"
     ]
+
+
+def test_the_router_serves_only_its_own_nodes_vms() -> None:
+    switch = make_switch()
+    switch.add_port(SwitchPort("x5", "net-a", ip("10.0.0.5"), PortKind.REMOTE, "node-x"))
+    from_link = [
+        arp_request(ip("10.0.0.5"), GW),
+        ping_frame(ip("10.0.0.5"), GW, router_mac(GW)),
+        dhcp_request_frame(guest_mac(ip("10.0.0.5")), DhcpType.DISCOVER),
+    ]
+    for frame in from_link:
+        assert switch.route("x5", frame) == []
+    assert switch.counters("x5").drops == {Drop.NOT_FOR_ROUTER: 3}
+    assert switch.counters("x5").to_router == 0

@@ -33,6 +33,8 @@ Rules, in the order the hot path applies them:
    UNLOCATED (a member whose node is not known yet: frames to it are dropped, counted).
    A frame that arrived over a link is never sent over a link again (split horizon), and
    a broadcast crosses each link once; the receiving node floods it to its own VMs.
+   The router serves (ARP, ICMP echo, DHCP) only its own node's VMs: a remote VM is
+   served by the router of its node.
 
 Joining, leaving and (re)locating a member change the tables at once: a frame routed
 after `remove_port` finds no port and is dropped.
@@ -209,6 +211,7 @@ class _Port:
         "max_frame",
         "net",
         "origin",
+        "serve",
     )
 
     def __init__(self, spec: SwitchPort, net: _Net) -> None:
@@ -220,6 +223,7 @@ class _Port:
         self.kind = PortKind.UNLOCATED
         self.link: str | None = None
         self.origin = self.accepts = 0
+        self.serve = False
         self.relocate(spec.kind, spec.link)
         self.max_frame = net.spec.mtu + ETH_HEADER_LEN
         self.counters = PortCounters()
@@ -227,6 +231,7 @@ class _Port:
     def relocate(self, kind: PortKind, link: str | None) -> None:
         self.kind, self.link = kind, link
         self.origin, self.accepts = _ORIGIN_ACCEPTS[kind]
+        self.serve = kind is PortKind.LOCAL  # the router answers this port itself
 
 
 class Switch:
@@ -349,7 +354,7 @@ class Switch:
             out = port.net.by_mac.get(frame[:6])
             if out is None:
                 if frame.startswith(port.net.router_mac):
-                    return self._to_router(port, frame)
+                    return self._to_router(port, frame) if port.serve else self._not_served(port)
                 return self._drop(port, Drop.UNKNOWN_DESTINATION)
             if out.accepts & port.origin:
                 return self._send(out, frame)
@@ -364,6 +369,9 @@ class Switch:
         port.counters.drops[reason] += 1
         self.drops[reason] += 1
         return []
+
+    def _not_served(self, port: _Port) -> Routed:
+        return self._drop(port, Drop.NOT_FOR_ROUTER)
 
     def _unreachable(self, port: _Port, out: _Port) -> Routed:
         if out.kind is PortKind.UNLOCATED:
@@ -386,7 +394,7 @@ class Switch:
         if ip.protocol == PROTO_UDP and frame[ip.payload_offset + 2 : ip.payload_offset + 4] == (
             SERVER_PORT.to_bytes(2, "big")
         ):
-            return self._dhcp(port, frame)
+            return self._dhcp(port, frame) if port.serve else self._not_served(port)
         if ip.src != port.ip:
             return self._drop(port, Drop.SPOOFED)
         return self._flood(port, frame)
@@ -477,6 +485,8 @@ class Switch:
             return self._drop(port, Drop.SPOOFED)
         net = port.net
         if arp.op == ARP_REQUEST:
+            if not port.serve:
+                return self._not_served(port)
             if arp.target_ip in (port.ip, arp.sender_ip):
                 port.counters.to_router += 1  # gratuitous ARP, or a probe for its own address
                 return []
