@@ -6,7 +6,8 @@
 # Run as root.
 set -eu
 
-PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt"
+# busybox (udhcpc, ping) and isc-dhcp-client: DHCP clients against the VPN router in tests
+PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox isc-dhcp-client"
 
 missing=""
 for p in $PKGS; do

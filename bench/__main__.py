@@ -9,7 +9,7 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import api, boot, chain, discovery, gating, kernel, relay
+from . import api, boot, chain, discovery, gating, kernel, relay, vpn
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
 BENCHES: dict[str, Bench] = {
@@ -20,6 +20,7 @@ BENCHES: dict[str, Bench] = {
     "chain": chain.run,
     "gating": gating.run,
     "discovery": discovery.run,
+    "vpn": vpn.run,
 }
 
 
