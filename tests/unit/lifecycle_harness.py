@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import socket
@@ -17,7 +18,7 @@ import trio
 
 from actors.port_verifier import PortVerifier, VerifierConfig
 from actors.resource_tracker import ResourceTracker
-from actors.vm_lifecycle import GetVm, Operations, VmLifecycle, VmView
+from actors.vm_lifecycle import Operations, VmLifecycle, VmNotFound, VmView, WaitVm
 from golem_actor.adapters.backend import Endpoint
 from golem_actor.adapters.backend.memory import MemoryBackend
 from golem_actor.domain.resources import Resources
@@ -29,6 +30,7 @@ from golem_actor.state_store import StateStore
 BANNER = b"SSH-2.0-fake_sshd\r\n"
 OPERATOR = Caller(operator=True)
 SMALL = Resources.from_gb(cpus=1, memory_gb=1, storage_gb=10)
+WAIT_BOUND = 10.0  # seconds a test waits for a VM's status before it fails
 
 
 async def fake_sshd(stream: trio.SocketStream) -> None:
@@ -77,23 +79,17 @@ class Node:
         return self.tree.child_address("resource_tracker")
 
     async def wait_status(self, vm_id: str, status: VmStatus, caller: Caller = OPERATOR) -> VmView:
-        with trio.fail_after(10):
-            while True:
-                view = await self.lifecycle.call(GetVm(caller, vm_id))
-                if view.status is status:
-                    return view
-                await trio.sleep(0.01)
+        """The VM once it is `status`: the lifecycle answers on the transition."""
+        wait = WaitVm(caller, vm_id, frozenset({status}))
+        return await self.lifecycle.with_call_timeout(WAIT_BOUND).call(wait)
 
     async def wait_gone(self, vm_id: str) -> None:
-        from actors.vm_lifecycle import VmNotFound  # noqa: PLC0415
-
-        with trio.fail_after(10):
-            while True:
-                try:
-                    await self.lifecycle.call(GetVm(OPERATOR, vm_id))
-                except VmNotFound:
-                    return
-                await trio.sleep(0.01)
+        """Returns once the VM is deleted (waiting for no status: only the refusal ends it)."""
+        with contextlib.suppress(VmNotFound):
+            await self.lifecycle.with_call_timeout(WAIT_BOUND).call(
+                WaitVm(OPERATOR, vm_id, frozenset())
+            )
+            raise AssertionError(f"{vm_id} answered a wait for no status")
 
 
 HOST = Resources.from_gb(cpus=4, memory_gb=8, storage_gb=100)
