@@ -1,7 +1,8 @@
 """The slow work behind a VM's effects: backend calls, the proxy, the SSH probe.
 
 `Operations.perform` runs a state's effects in order, as the lifecycle's work (one per
-VM, `start_work` keyed by the VM's id), and returns the event that ends them. Expected failures of the outside world become a
+VM, `start_work` keyed by the VM's id), and returns the event that ends them. Expected
+failures of the outside world raise `OperationFailed`, which the lifecycle turns into a
 `FAILED` event with a message for the client; anything else is a bug and crashes the
 lifecycle actor (its supervisor restarts it and it reconciles).
 """
