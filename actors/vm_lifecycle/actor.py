@@ -17,8 +17,7 @@ it reconciles, below).
 After every change the actor commits, in this order: persist the registry (and the
 seed's `streams.json`), release the resources of deleted VMs, tell the port_verifier
 which ports are in use, and answer the `WaitVm` callers whose VM got where they wait
-for (or was deleted: `VmNotFound`). Waiters whose caller gave up are pruned then and on
-every tick.
+for (or was deleted: `VmNotFound`); see `waiters.py`.
 
 At start, before serving, the actor reconciles the registry with the world: it re-books
 every live VM's resources, resumes each interrupted operation (a `creating` VM is
@@ -31,7 +30,6 @@ that powered itself off is reported stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -54,7 +52,7 @@ from golem_actor.domain.vm_machine import (
     VmStatus,
     next_status,
 )
-from golem_actor.kernel import Actor, Address, Deferred, WhichChildren
+from golem_actor.kernel import Actor, Address, WhichChildren
 from golem_actor.state_store import StateStore
 
 from .messages import (
@@ -82,16 +80,11 @@ from .messages import (
 )
 from .operations import OperationFailed, Operations
 from .registry import REGISTRY, SCHEMA_VERSION, Registry, VmRecord, utcnow
+from .waiters import Waiters
 
 log = structlog.get_logger("golem_actor.vm_lifecycle")
 
 _OBSERVING = ("observe",)  # the key of the periodic look's work (VM ids are strings)
-
-
-@dataclass(frozen=True, slots=True)
-class _Waiter:
-    until: frozenset[VmStatus]
-    reply: Deferred[VmView]
 
 
 class VmLifecycle(Actor[LifecycleMsg]):
@@ -117,12 +110,12 @@ class VmLifecycle(Actor[LifecycleMsg]):
         self._port_verifier = port_verifier
         self._vms: dict[str, VmRecord] = {}
         self._released: list[str] = []  # deleted since the last commit
-        self._waiters: dict[str, list[_Waiter]] = {}
+        self._waiters = Waiters()
 
     @property
     def waiting(self) -> int:
         """How many `WaitVm` callers are held (abandoned ones until the next prune)."""
-        return sum(len(waiters) for waiters in self._waiters.values())
+        return len(self._waiters)
 
     # -- start: reconcile before serving ------------------------------------------------
 
@@ -226,10 +219,10 @@ class VmLifecycle(Actor[LifecycleMsg]):
 
     def _wait(self, request: WaitVm, record: VmRecord, until: frozenset[VmStatus]) -> VmView | None:
         """The view at once if the VM is already there; else hold the reply until it is."""
-        self._prune_waiters()
+        self._waiters.prune()
         if record.status in until:
             return self._view(record)
-        self._waiters.setdefault(record.vm_id, []).append(_Waiter(until, self.defer(request)))
+        self._waiters.hold(record.vm_id, until, self.defer(request))
         return None  # ignored: the deferred reply answers
 
     # -- outcomes and drift ------------------------------------------------------------------
@@ -239,8 +232,8 @@ class VmLifecycle(Actor[LifecycleMsg]):
             case OpOutcome():
                 await self._outcome(message)
             case Tick():
-                self._prune_waiters()
-                if self.work_for(_OBSERVING) is None:  # the last look is still under way
+                self._waiters.prune()
+                if self.work_for(_OBSERVING) is None:  # else skip: the last look goes on
                     self.start_work(
                         self._look, then=_observation, failed=_observation_failed, key=_OBSERVING
                     )
@@ -354,7 +347,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         for vm_id in released:
             await self._resources.cast(Release(vm_id))
         await self._share_ports()
-        self._answer_waiters()
+        self._waiters.settle(self._view_of)
 
     async def _save(self) -> None:
         registry = Registry(vms=list(self._vms.values()))
@@ -372,32 +365,6 @@ class VmLifecycle(Actor[LifecycleMsg]):
         running = frozenset(r.ssh_port for r in self._vms.values() if r.status is VmStatus.RUNNING)
         reserved = frozenset(r.ssh_port for r in self._vms.values())
         await self._port_verifier.cast(PortsInUse(running=running, reserved=reserved))
-
-    def _answer_waiters(self) -> None:
-        for vm_id, waiters in list(self._waiters.items()):
-            record = self._vms.get(vm_id)
-            waiting: list[_Waiter] = []
-            for waiter in waiters:
-                if waiter.reply.abandoned:
-                    continue
-                if record is None:
-                    waiter.reply.refuse(VmNotFound(f"Not Found: VM {vm_id} was deleted"))
-                elif record.status in waiter.until:
-                    waiter.reply.reply(self._view(record))
-                else:
-                    waiting.append(waiter)
-            self._set_waiters(vm_id, waiting)
-
-    def _prune_waiters(self) -> None:
-        """Forget the waiters whose caller gave up (its deadline passed)."""
-        for vm_id, waiters in list(self._waiters.items()):
-            self._set_waiters(vm_id, [w for w in waiters if not w.reply.abandoned])
-
-    def _set_waiters(self, vm_id: str, waiters: list[_Waiter]) -> None:
-        if waiters:
-            self._waiters[vm_id] = waiters
-        else:
-            self._waiters.pop(vm_id, None)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -437,6 +404,10 @@ class VmLifecycle(Actor[LifecycleMsg]):
         span = f"{self._port_range.start}-{self._port_range.stop - 1}"
         verified = " verified reachable" if self._port_verifier is not None else ""
         raise NoFreePort(f"no free{verified} SSH port in {span}")
+
+    def _view_of(self, vm_id: str) -> VmView | None:
+        record = self._vms.get(vm_id)
+        return None if record is None else self._view(record)
 
     @staticmethod
     def _view(record: VmRecord) -> VmView:
