@@ -183,6 +183,9 @@ class SupervisorBase(Actor[M], Generic[M]):
         self._brutal = True
         for grace in self._graces:
             grace.cancel(reason=f"supervisor {self.name} killed")
+        for child in self._children():
+            if child.scope is not None and not child.running and not child.done.is_set():
+                child.scope.cancel(reason=f"supervisor {self.name} killed while it started")
         self.request_stop()
 
     # -- the incarnation -----------------------------------------------------------------
@@ -272,8 +275,15 @@ class SupervisorBase(Actor[M], Generic[M]):
     # -- one child -----------------------------------------------------------------------
 
     async def _start_child(self, child: Child) -> None:
-        """Start one incarnation and wait for its readiness; a start failure raises."""
-        await self.nursery.start(self._run_child, child)
+        """Start one incarnation and wait for its readiness; a start failure raises.
+
+        Shielded: when the caller of `nursery.start` is cancelled before the child reports
+        started, trio leaves the child in a temporary nursery and waits for it to end,
+        which a shielded actor never does, so the supervisor would hang for ever. A kill
+        still reaches a child that hangs in its start (`request_kill` cancels its scope).
+        """
+        with trio.CancelScope(shield=True):
+            await self.nursery.start(self._run_child, child)
 
     async def _run_child(
         self, child: Child, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -9,9 +9,21 @@ import pytest
 import structlog
 import trio
 import trio.testing
-from kernel_helpers import Boom, Crash, Incarnation, Note, Ping, Quit, Slow, recorder_spec, running
+from kernel_helpers import (
+    Boom,
+    Crash,
+    Incarnation,
+    Note,
+    Ping,
+    Quit,
+    Slow,
+    counted_spec,
+    recorder_spec,
+    running,
+)
 
 from golem_actor.kernel import (
+    Actor,
     CallFailed,
     ChildSpec,
     GetStatistics,
@@ -297,3 +309,68 @@ async def test_addresses_are_stable_across_restarts() -> None:
 def test_duplicate_child_ids_are_refused() -> None:
     with pytest.raises(ValueError, match="unique"):
         Supervisor("root", [recorder_spec("a", []), recorder_spec("a", [])])
+
+
+class SlowRestart(Actor[Crash]):
+    """Starts at once the first time; later incarnations take `delay` to start."""
+
+    def __init__(self, incarnation: int, journal: list[str], delay: float) -> None:
+        super().__init__()
+        self.incarnation = incarnation
+        self.journal = journal
+        self.delay = delay
+
+    async def on_start(self) -> None:
+        if self.incarnation > 1:
+            await trio.sleep(self.delay)
+        self.journal.append(f"start {self.incarnation}")
+
+    async def handle_call(self, request: Crash) -> Any:
+        raise RuntimeError("crash on request")
+
+    async def on_stop(self) -> None:
+        self.journal.append(f"stop {self.incarnation}")
+
+
+async def test_a_supervisor_cancelled_while_a_child_restarts_still_stops(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """trio's `start` never returns to a cancelled caller whose child reports started
+    later, so the supervisor shields the start and stops the child afterwards."""
+    journal: list[str] = []
+    spec = counted_spec("slow", lambda n: SlowRestart(n, journal, delay=5.0))
+    sup = Supervisor("root", [spec])
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run, Inbox("root"))
+            with pytest.raises(CallFailed):
+                await sup.address_of(spec).call(Crash())
+            await trio.sleep(1.0)  # the second incarnation is in its 5 s start
+            sup.request_stop()
+            nursery.cancel_scope.cancel()
+    assert journal == ["start 1", "start 2", "stop 2"]
+
+
+async def test_a_kill_reaches_a_child_that_hangs_in_its_start(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A cancel alone cannot end a child stuck in its start (children are shielded);
+    the second signal's `request_kill` does."""
+    journal: list[str] = []
+    spec = counted_spec("slow", lambda n: SlowRestart(n, journal, delay=math.inf))
+    sup = Supervisor("root", [spec])
+
+    async def kill_later() -> None:
+        await trio.sleep(1.0)
+        sup.request_kill()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as outer, trio.open_nursery() as nursery:
+            await nursery.start(sup.run, Inbox("root"))
+            with pytest.raises(CallFailed):
+                await sup.address_of(spec).call(Crash())
+            await trio.sleep(1.0)  # the second incarnation hangs in its start
+            sup.request_stop()
+            outer.start_soon(kill_later)
+            nursery.cancel_scope.cancel()
+    assert journal == ["start 1"]
