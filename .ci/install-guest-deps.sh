@@ -6,7 +6,18 @@
 # Run as root.
 set -eu
 
-PKGS="qemu-system-x86 qemu-utils openssh-client dpkg apt"
+# pasta (package passt) connects each VM's network namespace to the host as the VM user,
+# which needs the tun device usable by anyone, as udev sets it up on Debian (0666): hosts
+# without udev (containers, microVMs) leave it 0600.
+fix_tun() {
+  if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+    chmod 0666 /dev/net/tun
+    echo "install-guest-deps: /dev/net/tun made 0666 (Debian's default)"
+  fi
+}
+fix_tun
+
+PKGS="qemu-system-x86 qemu-utils openssh-client dpkg apt passt"
 
 missing=""
 for p in $PKGS; do

@@ -37,16 +37,36 @@ BANNER_TIMEOUT = 90.0
 
 
 def qemu_pids(root: Path) -> list[int]:
-    """Live (non-zombie) processes whose command line mentions ``root``."""
+    """Live (non-zombie) QEMUs of VMs under ``root``: they run in their VM directory,
+    and older ones carried it in their command line."""
     found = []
-    for process in psutil.process_iter(["cmdline", "status"]):
+    for process in psutil.process_iter(["cmdline", "status", "cwd", "name"]):
         try:
             if process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if any(str(root) in arg for arg in process.info["cmdline"] or []):
+            if "qemu" not in (process.info["name"] or ""):
+                continue
+            cwd = process.info["cwd"] or ""
+            if (
+                cwd == str(root)
+                or cwd.startswith(f"{root}/")
+                or any(str(root) in arg for arg in process.info["cmdline"] or [])
+            ):
                 found.append(process.pid)
         except psutil.Error:
             continue
+    return found
+
+
+def pasta_pids(root: Path) -> list[int]:
+    """Live pastas of VMs under ``root``, as their ``pasta.json`` names them."""
+    found = []
+    for record in root.glob("vms/*/pasta.json"):
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            identity = json.loads(record.read_text())
+            process = psutil.Process(identity["pid"])
+            if process.create_time() == identity["started"] and process.status() != "zombie":
+                found.append(process.pid)
     return found
 
 
@@ -57,7 +77,7 @@ def vm_root() -> Iterator[Path]:
     try:
         yield root
     finally:
-        for pid in qemu_pids(root):
+        for pid in qemu_pids(root) + pasta_pids(root):
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).send_signal(signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
