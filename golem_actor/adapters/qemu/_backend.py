@@ -300,10 +300,11 @@ class QemuBackend:
         if not await trio.to_thread.run_sync(send_kill_pasta, paths.pasta):
             return
         with trio.move_on_after(self._kill_timeout):
-            while await trio.to_thread.run_sync(live_pasta, paths.pasta) is not None:
+            while True:
+                if await trio.to_thread.run_sync(live_pasta, paths.pasta) is None:
+                    log.info("vm_pasta_ended", vm_id=paths.vm_id)
+                    return
                 await trio.sleep(0.05)
-            log.info("vm_pasta_ended", vm_id=paths.vm_id)
-            return
         raise BackendError(f"pasta of {paths.vm_id} survived SIGKILL")
 
     async def _wait_gone(self, paths: VmPaths, pids: set[int], seconds: float) -> bool:
