@@ -45,6 +45,7 @@ from typing import Literal
 import structlog
 import trio
 
+from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import (
     BackendError,
     BackendState,
@@ -58,7 +59,13 @@ from golem_actor.adapters.qemu import _process, _vmdir
 from golem_actor.adapters.qemu._accel import probe_accel
 from golem_actor.adapters.qemu._boot import BootConfig, provision, start_pasta, start_qemu, tail
 from golem_actor.adapters.qemu._images import ImageStore
-from golem_actor.adapters.qemu._network import Outbound, live_pasta, send_kill_pasta
+from golem_actor.adapters.qemu._network import (
+    Outbound,
+    find_pasta,
+    live_pasta,
+    record_pasta,
+    send_kill_pasta,
+)
 from golem_actor.adapters.qemu._ports import LOOPBACK, pick_free_port
 from golem_actor.adapters.qemu._qmp import QmpClient, QmpError, qmp_session
 from golem_actor.adapters.qemu._sandbox import VM_USER, RunAs, vm_user
@@ -389,12 +396,22 @@ class QemuBackend:
         return await self._observe(paths, record)
 
     async def _ensure_pasta(self, paths: VmPaths, record: VmRecord, pids: set[int]) -> VmRecord:
-        """Start pasta again for a running QEMU in a namespace of its own that lost it."""
+        """Complete what a node killed mid-start left: QEMU's pidfile, pasta's record, or
+        pasta itself (started again for a running QEMU in a namespace of its own)."""
         pid = await trio.to_thread.run_sync(_process.live_pid, paths.pidfile)
+        if pid is None and len(pids) == 1:
+            (pid,) = pids
+            await trio.to_thread.run_sync(write_atomic, paths.pidfile, f"{pid}\n".encode())
+            log.warning("vm_pidfile_rewritten", vm_id=paths.vm_id, qemu_pid=pid)
         if pid is None or await trio.to_thread.run_sync(live_pasta, paths.pasta) is not None:
             return record
         if not await trio.to_thread.run_sync(_own_netns, pid):
             return record  # started before QEMU got a namespace: it forwards itself
+        orphan = await trio.to_thread.run_sync(find_pasta, pid)
+        if orphan is not None:
+            await trio.to_thread.run_sync(record_pasta, paths.pasta, orphan, pid)
+            log.warning("vm_pasta_adopted", vm_id=paths.vm_id, pasta_pid=orphan)
+            return record
         log.warning("vm_pasta_restarted", vm_id=paths.vm_id, qemu_pid=pid)
         return await start_pasta(paths, record, pid, self._boot_config, await self._runas())
 

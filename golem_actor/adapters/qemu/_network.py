@@ -40,6 +40,7 @@ recognised by the pid and start time the node wrote in ``pasta.json`` when it st
 from __future__ import annotations
 
 import contextlib
+import itertools
 import signal
 from pathlib import Path
 from typing import Literal
@@ -54,6 +55,7 @@ __all__ = [
     "PASTA_BIND_FAILURE",
     "Outbound",
     "PastaIdentity",
+    "find_pasta",
     "live_pasta",
     "namespace_prefix",
     "pasta_argv",
@@ -149,6 +151,19 @@ def live_pasta(path: Path) -> int | None:
     """The pid of the pasta ``pasta.json`` at ``path`` names, if it still runs (blocking)."""
     process = _owned(path)
     return None if process is None else process.pid
+
+
+def find_pasta(qemu_pid: int) -> int | None:
+    """A running pasta for the namespace of ``qemu_pid`` (a live QEMU of ours), started by
+    a node that died before it wrote ``pasta.json`` (blocking)."""
+    mark = ("--netns", f"/proc/{qemu_pid}/ns/net")
+    for process in psutil.process_iter(["cmdline", "status"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if mark in itertools.pairwise(process.info["cmdline"] or []):
+                return int(process.pid)
+    return None
 
 
 def send_kill_pasta(path: Path) -> bool:
