@@ -676,8 +676,10 @@ async def test_launch_retries_taken_ports_then_fails(short_dir: Path) -> None:
     observed = await qemu.inspect("vm1")
     assert observed.state is BackendState.STOPPED
     assert stat.S_IMODE(vm_dir.stat().st_mode) == 0o700
+    # the overlay names its base in the VM directory: the same file as the image's
     info = await disk_info(vm_dir / "disk.qcow2")
-    assert info["backing-filename"] == str(short_dir / "base.img")
+    assert info["backing-filename"] == "base"
+    assert (vm_dir / "base").stat().st_ino == (short_dir / "base.img").stat().st_ino
     assert (vm_dir / "seed.iso").exists()
     # the same id with another spec is a conflict, not a silent reuse
     with pytest.raises(BackendError, match="different spec"):

@@ -48,7 +48,7 @@ from golem_actor.adapters.qemu._network import (
     record_pasta,
 )
 from golem_actor.adapters.qemu._ports import pick_free_port, port_is_free
-from golem_actor.adapters.qemu._sandbox import RunAs, link_into, own_vm_dir
+from golem_actor.adapters.qemu._sandbox import RunAs, link_into, localize_backing, own_vm_dir
 from golem_actor.adapters.qemu._vmdir import VmPaths, VmRecord
 
 __all__ = ["BootConfig", "provision", "start_pasta", "start_qemu", "tail"]
@@ -126,14 +126,18 @@ def _argv(
     )
 
 
-def _prepare(paths: VmPaths, image: GuestImage | CloudDisk, runas: RunAs | None) -> None:
+def _prepare(
+    paths: VmPaths, image: GuestImage | CloudDisk, runas: RunAs | None, qemu_img: str
+) -> None:
     """Remove what a killed QEMU or pasta left behind (a clean exit removes QEMU's
-    pidfile and socket itself), link the boot files, hand the directory to the VM user."""
+    pidfile and socket itself), link the boot files and an overlay's base into the VM
+    directory, hand the directory to the VM user (see ``_sandbox``)."""
     for stale in (paths.pidfile, paths.qmp, paths.pasta_pid, paths.pasta_log):
         stale.unlink(missing_ok=True)
     if isinstance(image, GuestImage):
         link_into(paths.dir, VmPaths.KERNEL, image.kernel)
         link_into(paths.dir, VmPaths.INITRD, image.initrd)
+    localize_backing(paths.dir, VmPaths.DISK, qemu_img=qemu_img)
     own_vm_dir(paths.dir, runas)
 
 
@@ -245,7 +249,7 @@ async def start_qemu(
     worked. On a failure nothing of this start keeps running."""
     record = msgspec.structs.replace(record, accel=accel)
     await trio.to_thread.run_sync(_vmdir.write_record, paths, record)
-    await trio.to_thread.run_sync(_prepare, paths, image, runas)
+    await trio.to_thread.run_sync(_prepare, paths, image, runas, config.qemu_img)
     deadline = trio.current_time() + config.start_timeout
     argv = _argv(paths, record, image, config)
     qemu = await _spawn(argv, cwd=paths.dir, stderr=paths.qemu_log, runas=runas)

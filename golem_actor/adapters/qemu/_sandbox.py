@@ -17,14 +17,18 @@ user, still sandboxed and in its own namespaces (``vm_user`` returns None and th
 backend logs it once).
 
 QEMU is given names relative to the VM directory (its working directory): the VM user
-may be unable to reach the directory's absolute path (a data dir under ``/root``), and
-the kernel and initrd of the test guest are hard links in the VM directory for the same
-reason (a copy where the cache lives on another filesystem).
+may be unable to reach the directory's absolute path (a data dir under ``/root``). For
+the same reason the kernel and initrd of the test guest are hard links in the VM
+directory (a copy where the cache lives on another filesystem), and so is the base image
+of an overlay disk, as ``base``, which the overlay then names instead of its absolute
+path (``qemu-img rebase -u``: metadata only). The VM keeps that base for its life even
+when the image cache is cleaned or refreshed.
 """
 
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -36,9 +40,10 @@ import msgspec
 
 from golem_actor.adapters.backend import BackendError
 
-__all__ = ["VM_USER", "RunAs", "link_into", "own_vm_dir", "vm_user"]
+__all__ = ["BASE", "VM_USER", "RunAs", "link_into", "localize_backing", "own_vm_dir", "vm_user"]
 
 VM_USER = "golem-vm"
+BASE = "base"  # an overlay's base image, linked into the VM directory
 
 
 class RunAs(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,3 +135,30 @@ def link_into(directory: Path, name: str, source: Path) -> str:
         shutil.copyfile(source, target)
         os.chmod(target, 0o644)
     return name
+
+
+def _qemu_img(argv: list[str]) -> str:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackendError(f"cannot run {argv[0]}: {exc}") from exc
+    if result.returncode != 0:
+        raise BackendError(f"{' '.join(argv[:2])} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def localize_backing(directory: Path, disk: str, *, qemu_img: str = "qemu-img") -> None:
+    """Make the overlay ``directory/disk`` name its base as ``base`` in ``directory``
+    (linked there first); nothing for a disk without a base or already done. Blocking."""
+    info = json.loads(
+        _qemu_img([qemu_img, "info", "--force-share", "--output=json", str(directory / disk)])
+    )
+    backing = info.get("backing-filename")
+    if backing is None or backing == BASE:
+        return
+    if not (directory / BASE).exists():
+        link_into(directory, BASE, Path(info.get("full-backing-filename", backing)))
+    rebase = [qemu_img, "rebase", "-u", "-b", BASE]
+    if info.get("backing-filename-format"):
+        rebase += ["-F", str(info["backing-filename-format"])]
+    _qemu_img([*rebase, str(directory / disk)])

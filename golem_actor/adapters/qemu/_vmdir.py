@@ -72,12 +72,13 @@ class VmPaths:
     QEMU_LOG = "qemu.log"
     KERNEL = "vmlinux"  # the test guest's boot files, linked from the image cache
     INITRD = "initrd"
+    BASE = "base"  # an overlay disk's base image, linked from the image cache
     PASTA = "pasta.json"  # the network helper (see _network): its identity,
     PASTA_PID = "pasta.pid"  # its own pidfile (written once it is ready),
     PASTA_LOG = "pasta.log"  # and its log
     KNOWN = frozenset(
         {RECORD, DISK, SEED, PIDFILE, QMP, SERIAL, QEMU_LOG}
-        | {KERNEL, INITRD, PASTA, PASTA_PID, PASTA_LOG}
+        | {KERNEL, INITRD, BASE, PASTA, PASTA_PID, PASTA_LOG}
     )
 
     def __init__(self, vms_dir: Path, vm_id: str) -> None:
