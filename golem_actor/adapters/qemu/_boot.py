@@ -193,7 +193,6 @@ async def _wait_qemu(paths: VmPaths, process: trio.Process, deadline: float) -> 
         if await trio.to_thread.run_sync(paths.qmp.exists):
             return
         await trio.sleep(0.05)
-    process.kill()
     raise BackendError(f"QEMU for {paths.vm_id} opened no QMP socket within the start timeout")
 
 
@@ -210,7 +209,7 @@ async def _wait_pasta(paths: VmPaths, process: trio.Process, deadline: float) ->
         if await trio.to_thread.run_sync(_process.read_pidfile, paths.pasta_pid) == process.pid:
             return True
         await trio.sleep(0.05)
-    process.kill()
+    await _kill_and_wait(process)
     raise BackendError(f"pasta for {paths.vm_id} not ready within the start timeout")
 
 
@@ -259,6 +258,14 @@ async def start_qemu(
         await _wait_qemu(paths, qemu, deadline)
         return await start_pasta(paths, record, qemu.pid, config, runas)
     except BaseException:
-        if qemu.returncode is None:
-            qemu.kill()
+        await _kill_and_wait(qemu)
         raise
+
+
+async def _kill_and_wait(process: trio.Process) -> None:
+    """SIGKILL a child of ours and wait for its end (bounded, even when cancelled)."""
+    if process.returncode is None:
+        process.kill()
+    with trio.move_on_after(10) as scope:
+        scope.shield = True
+        await process.wait()
