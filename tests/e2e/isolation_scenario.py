@@ -37,11 +37,16 @@ LISTENERS = {
     ("127.0.0.1", 7466): "api-on-loopback",
     ("127.0.0.1", 8545): "anvil-on-loopback",
     ("127.0.0.2", 7467): "service-on-127.0.0.2",
+    ("::1", 7468): "service-on-ipv6-loopback",
     (UPLINK, 9003): "service-on-uplink",
 }
 # every address that could lead from the guest to the host: slirp's gateway and DNS,
 # pasta's gateway and the namespace's own address, the uplink and its gateway
-GUEST_TARGETS = ("10.0.2.2", "10.0.2.3", "198.18.0.1", "198.18.0.2", UPLINK, UPLINK_GATEWAY)
+GUEST_TARGETS = (
+    *("10.0.2.2", "10.0.2.3", "198.18.0.1", "198.18.0.2", UPLINK, UPLINK_GATEWAY),
+    *("fec0::2", "fec0::3"),  # slirp's IPv6 gateway and DNS
+)
+LOOPBACK = ("127.0.0.1", "127.0.0.2", "::1")
 PORTS = sorted({port for _, port in LISTENERS})
 
 
@@ -67,7 +72,7 @@ def set_up_namespace() -> str:
 
 
 def serve(host: str, port: int, name: str) -> None:
-    listener = socket.socket()
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(64)
@@ -86,7 +91,7 @@ def self_check() -> dict[str, str]:
     seen = {}
     for (host, port), _name in LISTENERS.items():
         with socket.create_connection((host, port), timeout=5) as connection:
-            seen[f"{host}:{port}"] = connection.recv(100).decode().strip()
+            seen[target(host, port)] = connection.recv(100).decode().strip()
     return seen
 
 
@@ -115,12 +120,16 @@ async def wait_for_ssh(key: Path, endpoint: Endpoint) -> None:
                 return
 
 
-def probe_script(targets: list[str]) -> str:
+def target(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def probe_script(targets: list[tuple[str, int]]) -> str:
     """Shell for the guest: connect to each target at once, print ``target|answer``."""
     jobs = " ".join(
-        f'( a=$(timeout 3 nc {t.replace(":", " ")} </dev/null 2>&1 | head -c 200 | tr "\\n" " ");'
-        f' echo "{t}|$a" ) &'
-        for t in targets
+        f'( a=$(timeout 3 nc {h} {p} </dev/null 2>&1 | head -c 200 | tr "\\n" " ");'
+        f' echo "{target(h, p)}|$a" ) &'
+        for h, p in targets
     )
     return f"{jobs} wait"
 
@@ -154,8 +163,8 @@ async def one_mode(
         assert observed.ssh is not None
         await wait_for_ssh(key, observed.ssh)
         ports = [*PORTS, observed.ssh.port]  # the VM's own port stands for other VMs'
-        targets = [f"{a}:{p}" for a in GUEST_TARGETS for p in ports]
-        targets += [f"{h}:{p}" for (h, p) in LISTENERS if h.startswith("127.")]  # its own
+        targets = [(a, p) for a in GUEST_TARGETS for p in ports]
+        targets += [(h, p) for (h, p) in LISTENERS if h in LOOPBACK]  # its own
         probes = parse(await ssh(key, observed.ssh, probe_script(targets)))
         # a root guest routes 127.0.0.0/8 out of its NIC: slirp connects to loopback
         # addresses of the namespace QEMU runs in
@@ -165,7 +174,7 @@ async def one_mode(
             " ip route del 127.0.0.0/8 table local;"
             " ip route add 127.0.0.0/8 via 10.0.2.2 dev eth0;"
             " ip route get 127.0.0.2 | head -1; "
-        ) + probe_script([f"{h}:{p}" for (h, p) in LISTENERS if h.startswith("127.")])
+        ) + probe_script([(h, p) for (h, p) in LISTENERS if h.startswith("127.")])
         crafted_out = await ssh(key, observed.ssh, crafted)
         route, _, rest = crafted_out.partition("\n")
         return {

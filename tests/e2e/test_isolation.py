@@ -5,10 +5,10 @@ test creates: loopback plus an uplink with an address and a default route that l
 nowhere, so no packet leaves the machine. It boots the real test guest through
 ``QemuBackend`` with ``VM_OUTBOUND=nat`` and then ``none`` and has it connect, over SSH
 through the backend's forwarded port, to every address that could lead to listeners
-on the namespace's 127.0.0.1 and 127.0.0.2: slirp's gateway and DNS address, pasta's
-gateway, the namespace's own addresses, the uplink, and 127.x itself through a route
-the guest's root sets up. Two boots of the test guest (TCG). Needs root (``unshare``),
-as the QEMU e2e tests do in CI.
+on the namespace's 127.0.0.1, 127.0.0.2 and ::1: slirp's gateway and DNS address (IPv4
+and IPv6), pasta's gateway, the namespace's own addresses, the uplink, and 127.x itself
+through a route the guest's root sets up. Two boots of the test guest (TCG). Needs root
+(``unshare``), as the QEMU e2e tests do in CI.
 """
 
 from __future__ import annotations
@@ -69,11 +69,11 @@ def test_guests_reach_no_host_loopback_and_go_out_only_with_nat(
 
     # the listeners work: from inside the namespace each answers with its name
     assert all(text.startswith("HELLO-") for text in result["self_check"].values())
-    assert len(result["self_check"]) == 4
+    assert len(result["self_check"]) == 5
 
     nat, none = result["nat"], result["none"]
     # every address x every port was probed (the answers are the guest's)
-    assert len(nat["probes"]) == 6 * 5 + 3
+    assert len(nat["probes"]) == 8 * 6 + 4
     # with NAT: the uplink's service and nothing else
     assert answered(nat["probes"]) == {UPLINK_SERVICE: "HELLO-service-on-uplink"}
     # a guest routing 127.0.0.0/8 out of its NIC finds only QEMU's empty namespace
@@ -82,6 +82,6 @@ def test_guests_reach_no_host_loopback_and_go_out_only_with_nat(
     assert answered(nat["crafted"]) == {}
 
     # VM_OUTBOUND=none: nothing at all, SSH in still worked
-    assert len(none["probes"]) == 6 * 5 + 3
+    assert len(none["probes"]) == 8 * 6 + 4
     assert answered(none["probes"]) == {}
     assert answered(none["crafted"]) == {}
