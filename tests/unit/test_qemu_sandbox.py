@@ -81,3 +81,8 @@ def test_a_pasta_record_matches_only_its_process(tmp_path: Path) -> None:
     record.write_text(json.dumps({"pid": os.getpid(), "started": 1.0, "qemu_pid": 1}))
     assert _network.live_pasta(record) is None  # same pid, another start time
     assert _network.live_pasta(tmp_path / "missing.json") is None
+
+
+def test_without_root_guests_run_as_the_node_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert _sandbox.vm_user("golem-vm") is None
