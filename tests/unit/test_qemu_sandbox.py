@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from golem_actor.adapters.backend_check import guest_network_problem
 from golem_actor.adapters.qemu import _network, _sandbox
 
 
@@ -86,3 +87,18 @@ def test_a_pasta_record_matches_only_its_process(tmp_path: Path) -> None:
 def test_without_root_guests_run_as_the_node_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert _sandbox.vm_user("golem-vm") is None
+
+
+def test_the_status_check_names_what_guest_networking_lacks(tmp_path: Path) -> None:
+    tun = tmp_path / "tun"
+    tun.write_bytes(b"")
+    pasta = tmp_path / "pasta"
+    pasta.write_text("#!/bin/sh\n")
+    pasta.chmod(0o755)
+    assert "passt" in str(guest_network_problem(str(tmp_path / "no-pasta"), tun))
+    assert "missing" in str(guest_network_problem(str(pasta), tmp_path / "no-tun"))
+    tun.chmod(0o666)
+    assert guest_network_problem(str(pasta), tun) is None
+    tun.chmod(0o600)
+    if os.geteuid() == 0:  # the VM user is another user: 0600 of root is not enough
+        assert "chmod 0666" in str(guest_network_problem(str(pasta), tun))
