@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def work_dir() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_scenario(guest: GuestImage, work: Path, keypair: tuple[Path, str]) -> dict[str, dict]:  # type: ignore[type-arg]
+def run_scenario(guest: GuestImage, work: Path, keypair: tuple[Path, str]) -> dict[str, Any]:
     key, public_key = keypair
     public = work / "key.pub"
     public.write_text(public_key + "\n")
@@ -53,7 +54,7 @@ def run_scenario(guest: GuestImage, work: Path, keypair: tuple[Path, str]) -> di
     result = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
     print(result.stderr[-4000:])
     assert result.returncode == 0, result.stderr[-4000:]
-    data: dict[str, dict] = json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[type-arg]
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return data
 
 
