@@ -32,10 +32,12 @@ from golem_actor.adapters.backend import (
     LaunchSpec,
     VmMissing,
 )
+from golem_actor.adapters.guest import GuestImage
 from golem_actor.adapters.qemu import (
     QemuBackend,
     QmpError,
     QmpReplyError,
+    _boot,
     _images,
     _network,
     _process,
@@ -46,6 +48,7 @@ from golem_actor.adapters.qemu import (
     verify_local_image,
 )
 from golem_actor.adapters.qemu._accel import CACHE_FILE
+from golem_actor.adapters.qemu._boot import BootConfig
 from golem_actor.adapters.qemu._disk import GIB, create_data_disk, create_overlay, disk_info
 from golem_actor.domain.resources import Resources
 from golem_actor.images import CloudImage, ImageCatalog, ImageEntry, TestGuestImage
@@ -343,11 +346,33 @@ async def test_unsafe_vm_ids_are_refused(short_dir: Path, vm_id: str) -> None:
         await backend(short_dir).inspect(vm_id)
 
 
-def test_a_deep_data_dir_gets_a_relative_qmp_path(short_dir: Path) -> None:
-    deep = _vmdir.check_vm_id(short_dir / ("d" * 90), "vm1")
-    assert deep.qmp_for_qemu == Path("qmp.sock")  # resolved in QEMU's working dir
-    shallow = _vmdir.check_vm_id(short_dir, "vm1")
-    assert shallow.qmp_for_qemu == shallow.qmp
+def test_qemu_gets_only_names_relative_to_its_vm_directory(short_dir: Path) -> None:
+    """QEMU runs in the VM directory as a user that may not reach its absolute path
+    (nor fit a deep one in a unix socket address): no argument names the directory."""
+    paths = _vmdir.check_vm_id(short_dir / ("d" * 90), "vm1")
+    record = _vmdir.VmRecord(spec=spec(image="test-guest"), ssh_port=2222, accel="tcg")
+    guest = GuestImage(
+        kernel=short_dir / "cache" / "vmlinux",
+        initrd=short_dir / "cache" / "initrd.cpio",
+        append="console=ttyS0",
+        version="1",
+    )
+    config = BootConfig(
+        qemu_binary="qemu-system-x86_64",
+        qemu_img="qemu-img",
+        pasta_binary="pasta",
+        start_timeout=1,
+        port_attempts=1,
+        outbound="nat",
+    )
+    argv = _boot._argv(paths, record, guest, config)
+    assert argv[:5] == ["unshare", "--user", "--map-root-user", "--net", "--"]
+    assert not [arg for arg in argv if str(short_dir) in arg]
+    assert "-pidfile" not in argv  # the node writes it (QEMU would resolve the path)
+    assert argv[argv.index("-kernel") + 1] == "vmlinux"
+    assert "socket,id=qmp0,path=qmp.sock,server=on,wait=off" in argv
+    assert "user,id=net0,hostfwd=tcp::2222-:22" in argv
+    assert argv[argv.index("-sandbox") + 1].startswith("on,")
 
 
 async def test_qmp_session_reaches_a_socket_whose_path_is_too_long(short_dir: Path) -> None:

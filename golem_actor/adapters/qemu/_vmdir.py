@@ -96,18 +96,6 @@ class VmPaths:
         self.pasta_pid = self.dir / self.PASTA_PID
         self.pasta_log = self.dir / self.PASTA_LOG
 
-    @property
-    def qmp_for_qemu(self) -> Path:
-        """The socket path QEMU is given (it runs with the VM dir as its working dir).
-
-        A unix socket path holds at most 107 bytes, and a data directory may be deeper
-        than that allows; QEMU then gets the relative name, resolved in its working dir,
-        and `qmp_session` reaches it the same way.
-        """
-        if len(os.fsencode(self.qmp)) > SUN_PATH_MAX:
-            return Path(self.QMP)
-        return self.qmp
-
     def leftovers(self) -> list[Path]:
         """Dotted staging/deleting directories of this VM id left by a crash."""
         pattern = re.compile(rf"\.{re.escape(self.vm_id)}\.(staging|deleting)-[0-9a-f]{{12}}")
