@@ -17,7 +17,9 @@ fix_tun() {
 }
 fix_tun
 
-PKGS="qemu-system-x86 qemu-utils openssh-client dpkg apt passt"
+# busybox (udhcpc, ping) and isc-dhcp-client: DHCP clients against the VPN router in tests
+# passt: pasta, the network of each QEMU guest (see golem_actor/adapters/qemu/_network.py)
+PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox isc-dhcp-client passt"
 
 missing=""
 for p in $PKGS; do

@@ -9,7 +9,7 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import api, boot, chain, gating, kernel, netns, relay
+from . import api, boot, chain, discovery, gating, kernel, netns, relay, vpn
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
 BENCHES: dict[str, Bench] = {
@@ -19,6 +19,8 @@ BENCHES: dict[str, Bench] = {
     "boot": boot.run,
     "chain": chain.run,
     "gating": gating.run,
+    "discovery": discovery.run,
+    "vpn": vpn.run,
     "netns": netns.run,
 }
 

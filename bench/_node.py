@@ -1,13 +1,14 @@
-"""Nodes and client-side helpers shared by the `api` and `boot` benchmarks.
+"""Nodes and client-side helpers shared by the `api`, `boot` and `gating` benchmarks.
 
 Two ways to run a node inside the bench process (the trio loop of `trio.run` is the
-node's loop; the load generators stay outside it, in other processes or worker threads):
-- `running_memory_api`: resource tracker, ssh_proxies, vm_lifecycle and api over a
-  `MemoryBackend` whose machines "run sshd" at a banner server of ours (the tree of
-  `supervisors.build_node`, minus QEMU, with room for many VMs), optionally with the
-  API's payment gate on (`payments`, as `build_node` wires `payments_for`'s);
-- `running_node`: the real node, `supervisors.build_node(settings)`, in a temp data
-  directory whose guest cache is the shared test-guest cache (nothing is rebuilt).
+node's loop; the load generators stay outside it, in other processes or worker threads),
+both the node's own tree (`supervisors.node_tree`), from different parts:
+- `running_memory_api`: over a `MemoryBackend` whose machines "run sshd" at a banner
+  server of ours, with room for many VMs, port checks skipped, optionally with the API's
+  payment gate on (`payments`, as `prepare_node` resolves them; no stream monitor, no
+  wallet);
+- `running_node`: the real node, `prepare_node(settings)`, in a temp data directory whose
+  guest cache is the shared test-guest cache (nothing is rebuilt).
 The client helpers block (sockets, sync httpx): run them with `trio.to_thread.run_sync`.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import io
-import math
 import os
 import random
 import signal
@@ -33,18 +33,15 @@ import httpx
 import psutil
 import trio
 
-from actors.api import ApiActor, ApiContext, ProviderInfo
-from actors.resource_tracker import ResourceTracker
-from actors.vm_lifecycle import Operations, VmLifecycle
+from actors.api import ApiActor
 from golem_actor.adapters.backend import Endpoint
 from golem_actor.adapters.backend.memory import MemoryBackend
 from golem_actor.domain.resources import Resources
-from golem_actor.identity import load_or_create_operator_token
 from golem_actor.images import load_catalog
-from golem_actor.kernel import ChildSpec, DynamicSupervisor, Inbox, Supervisor
+from golem_actor.kernel import Inbox
 from golem_actor.settings import Settings, load_settings
 from golem_actor.state_store import StateStore
-from supervisors import build_node
+from supervisors import NodeParts, NodeTree, node_tree, prepare_node
 from supervisors.payments import Payments
 
 HOST = "127.0.0.1"
@@ -95,86 +92,54 @@ async def _fake_sshd(stream: trio.SocketStream) -> None:
             await stream.send_all(BANNER)
 
 
-def memory_tree(
+def memory_parts(
     backend: MemoryBackend,
-    store: StateStore,
     data: Path,
     vms: int,
     *,
     payments: Payments | None = None,
     provider: str = MEMORY_PROVIDER,
-    streams_file: Path | None = None,
-) -> Supervisor:
-    """`build_node`'s tree with `backend`, sized for `vms` small VMs, API on a free port.
+) -> NodeParts:
+    """The node's parts with `backend`, sized for `vms` small VMs, API on a free port.
 
     `payments`: the API's create gate is on (no stream monitor, no wallet); `provider`:
-    the node's address (a gated stream must pay it); `streams_file`: the lifecycle writes
-    the VM -> stream map there on each save, as `build_node`'s does (`<data>/streams.json`).
+    the node's address (a gated stream must pay it). The lifecycle writes the VM -> stream
+    map to `<data>/streams.json` on each save, as the node's does.
     """
-    host = Resources.from_gb(cpus=2 * vms, memory_gb=2 * vms, storage_gb=20 * vms)
     ports = free_port_block(vms)
-    proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60.0)
-
-    def resource_tracker() -> ResourceTracker:
-        zero = Resources.from_gb(cpus=0, memory_gb=0, storage_gb=0)
-        return ResourceTracker(storage_path=data, reserve=zero, max_vms=vms, total=host)
-
-    def vm_lifecycle() -> VmLifecycle:
-        operations = Operations(
-            backend=backend,
-            proxies=tree.child_address("ssh_proxies"),
-            listen_host=HOST,
-            launch_timeout=10.0,
-            idle_timeout=600.0,
-            max_connections=4,
-        )
-        return VmLifecycle(
-            operations=operations,
-            store=store,
-            resources=tree.child_address("resource_tracker"),
-            port_range=ports,
-            streams_file=streams_file,
-        )
-
-    def api() -> ApiActor:
-        context = ApiContext(
-            version="bench",
-            lifecycle=tree.child_address("vm_lifecycle"),
-            port_verifier=None,
-            resources=tree.child_address("resource_tracker"),
-            catalog=load_catalog(None),
-            backend_kind=backend.kind,
-            minimum=(1, 1, 10),
-            ssh_host=HOST,
-            operator_token=MEMORY_TOKEN,
-            provider=ProviderInfo(
-                provider_id=provider,
-                stream_payment_address=(
-                    "0x" + "00" * 20 if payments is None else payments.client.address
-                ),
-                glm_token_address="0x" + "00" * 20,
-                ip_address=None,
-                country="SE",
-                platform="x86_64",
-            ),
-            payments_enabled=payments is not None,
-            payments=None if payments is None else payments.gate,
-            create_timeout=10.0,
-        )
-        return ApiActor(context, host=HOST, port=0)
-
-    tree = Supervisor(
-        "node",
-        [
-            ChildSpec("resource_tracker", resource_tracker),
-            ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf),
-            ChildSpec("vm_lifecycle", vm_lifecycle),
-            ChildSpec("api", api),
-        ],
-        intensity=5,
-        period=60.0,
+    settings = Settings(  # built directly: `load_settings` would refuse port 0
+        data_dir=str(data),
+        host=HOST,
+        port=0,
+        payments_network="none",
+        max_vms=vms,
+        launch_timeout_seconds=10.0,
+        reserve_cpu_cores=0,
+        reserve_memory_gb=0,
+        reserve_storage_gb=0,
+        ssh_listen_host=HOST,
+        ssh_idle_timeout_seconds=600.0,
+        ssh_max_connections_per_vm=4,
+        port_range_start=ports.start,
+        port_range_end=ports.stop,
+        public_ip=HOST,
+        port_check_servers=[],
+        skip_port_verification=True,  # loopback only
+        stream_monitor_enabled=False,
+        stream_min_remaining_seconds=0 if payments is None else payments.gate.min_remaining,
     )
-    return tree
+    return NodeParts(
+        settings=settings,
+        backend=backend,
+        catalog=load_catalog(None),
+        store=StateStore(data),
+        operator_token=MEMORY_TOKEN,
+        provider_id=provider,
+        platform="x86_64",
+        payments=payments,
+        host_capacity=Resources.from_gb(cpus=2 * vms, memory_gb=2 * vms, storage_gb=20 * vms),
+        version="bench",
+    )
 
 
 @asynccontextmanager
@@ -184,30 +149,25 @@ async def running_memory_api(
     *,
     payments: Payments | None = None,
     provider: str = MEMORY_PROVIDER,
-    streams_file: Path | None = None,
 ) -> AsyncIterator[ApiNode]:
-    """The tree of `memory_tree` running in this trio loop until the block ends."""
+    """The tree of `memory_parts` running in this trio loop until the block ends."""
     async with trio.open_nursery() as nursery:
         sshd = partial(trio.serve_tcp, _fake_sshd, 0, host=HOST)
         listeners = await nursery.start(sshd)
         backend = MemoryBackend(ssh=Endpoint(HOST, listeners[0].socket.getsockname()[1]))
-        tree = memory_tree(
-            backend,
-            StateStore(data),
-            data,
-            vms,
-            payments=payments,
-            provider=provider,
-            streams_file=streams_file,
-        )
-        await nursery.start(tree.run, Inbox("node"))
+        tree = node_tree(memory_parts(backend, data, vms, payments=payments, provider=provider))
+        await nursery.start(tree.root.run, Inbox("node"))
         gc.freeze()  # as golem_actor.runtime.run_node does once the tree is ready
-        api: ApiActor = tree.child_actor("api")
         try:
-            yield ApiNode(api.bound[0] + "/api/v1", MEMORY_TOKEN)
+            yield ApiNode(_api_url(tree), MEMORY_TOKEN)
         finally:
-            tree.request_stop()
+            tree.root.request_stop()
             nursery.cancel_scope.cancel()
+
+
+def _api_url(tree: NodeTree) -> str:
+    api: ApiActor = tree.root.child_actor("api")
+    return api.bound[0] + "/api/v1"
 
 
 # -- the real node -------------------------------------------------------------------
@@ -252,17 +212,16 @@ def node_settings(data: Path, guest_cache: Path, *, ssh_port: int) -> Settings:
 
 @asynccontextmanager
 async def running_node(settings: Settings, *, stop_bound: float = 30.0) -> AsyncIterator[ApiNode]:
-    """`supervisors.build_node(settings)` running in this trio loop until the block ends."""
-    root = await trio.to_thread.run_sync(build_node, settings)
-    token = await trio.to_thread.run_sync(load_or_create_operator_token, settings.data_path)
+    """The node of `settings` (`prepare_node`, then `node_tree`) in this trio loop."""
+    parts = await trio.to_thread.run_sync(prepare_node, settings)
+    tree = node_tree(parts)
     async with trio.open_nursery() as nursery:
-        await nursery.start(root.run, Inbox("node"))
+        await nursery.start(tree.root.run, Inbox("node"))
         gc.freeze()  # as golem_actor.runtime.run_node does once the tree is ready
-        api: ApiActor = root.child_actor("api")
         try:
-            yield ApiNode(api.bound[0] + "/api/v1", token)
+            yield ApiNode(_api_url(tree), parts.operator_token)
         finally:
-            root.request_stop()  # graceful: the API drains, the lifecycle saves its state
+            tree.root.request_stop()  # graceful: the API drains, the lifecycle saves its state
             nursery.cancel_scope.deadline = trio.current_time() + stop_bound
 
 

@@ -1,6 +1,7 @@
 """API benchmark: `GET /api/v1/vms` with 20 VMs under wrk, against `GET /api/v1/health`.
 
-What is measured: the node's tree (resource tracker, ssh_proxies, vm_lifecycle, api on
+What is measured: the node's tree (`supervisors.node_tree` from `_node.memory_parts`:
+resource tracker, port verifier (checks skipped), ssh_proxies, vm_lifecycle, api on
 Quart-Trio + hypercorn) runs in this process's trio loop over the in-memory backend;
 20 VMs are created through `POST /api/v1/vms`. Then wrk (C, another process; `-t1`,
 10 keep-alive connections) loads one route for a fixed time, both routes in the same

@@ -6,7 +6,7 @@ of each, medians of 3:
   (`qemu_argv(QemuSpec(...))` with the same CPUs, memory, TCG, empty qcow2 data disk,
   NoCloud seed, `-daemonize`), timed from exec to the first `SSH-` banner read on the
   forwarded port;
-- node: `supervisors.build_node(settings)` running in this process (temp data dir, QEMU
+- node: `supervisors.build_node(settings)`'s tree running in this process (temp data dir, QEMU
   backend, TCG, guest cache symlinked to the shared test-guest cache, one public SSH
   port), timed from sending `POST /api/v1/vms` (synchronous: it answers once SSH works)
   to its answer, and separately to the first banner read through the VM's public port

@@ -1,10 +1,11 @@
 """Gating benchmark: synchronous `POST /api/v1/vms` latency with the payment gate on vs off.
 
-What is measured: two copies of the same node tree (resource tracker, ssh_proxies,
-vm_lifecycle with `streams.json`, api on Quart-Trio + hypercorn; `_node.memory_tree`) run
-in this process's trio loop over the in-memory backend, so a create costs only the node's
-own work. One has the API's payment gate on (`Payments(client, gate)`, as `build_node`
-wires it; no stream monitor or wallet: only the create path is compared), the other none:
+What is measured: two copies of the node's tree (`supervisors.node_tree` from
+`_node.memory_parts`: resource tracker, port verifier (checks skipped), ssh_proxies,
+vm_lifecycle with `streams.json`, api on Quart-Trio + hypercorn) run in this process's
+trio loop over the in-memory backend, so a create costs only the node's own work. One has
+the API's payment gate on (`Payments(client, gate)`, as `prepare_node` resolves it; no
+stream monitor or wallet: only the create path is compared), the other none:
 - off: `POST /vms` without a stream (the baseline);
 - on:  `POST /vms` with `stream_id`: the gate reads the stream and the latest block from
        the chain (one JSON-RPC batch to anvil) and checks it before the lifecycle creates.
@@ -243,7 +244,6 @@ async def run(rounds: int = ROUNDS, per_round: int = PER_ROUND) -> dict[str, flo
                             CAPACITY,
                             payments=gated,
                             provider=provider,
-                            streams_file=data / "streams.json",
                         )
                     )
                 off = Case("off", nodes["off"], None)

@@ -7,17 +7,25 @@ Baselines, measured in the same run:
   is what a safe call needs (late replies dropped, crash detection);
 - bare stream: a producer sends n messages into a bounded channel that a consumer drains.
 Target: a call costs at most 3x the bare round trip.
+
+Two more cases show what the patterns built on a call cost (printed against the plain call):
+- deferred reply: the handler defers the call and answers it from the next message in its
+  own inbox (a cast to itself), as an actor answers a waiter once the world changes;
+- start_work report: the handler defers the call and starts a work; the work's result comes
+  back as a message, whose handler answers the call (call -> work -> report -> reply).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import msgspec
 import trio
 
-from golem_actor.kernel import Actor, Call, ChildSpec, Inbox, Supervisor
+from golem_actor.kernel import Actor, Call, ChildSpec, Deferred, Inbox, Supervisor
 
 from ._timing import compare
 
@@ -32,18 +40,63 @@ class Tick(msgspec.Struct, frozen=True):
     n: int
 
 
-class Counter(Actor[Tick]):
+class EchoLater(Call[int], frozen=True):
+    """Deferred, then answered by the next message: `Release`."""
+
+    n: int
+
+
+class Release(msgspec.Struct, frozen=True):
+    pass
+
+
+class EchoByWork(Call[int], frozen=True):
+    """Deferred, then answered once a work reports its result: `Worked`."""
+
+    n: int
+
+
+class Worked(msgspec.Struct, frozen=True):
+    n: int
+
+
+CounterMsg = Tick | Echo | EchoLater | Release | EchoByWork | Worked
+
+
+async def echo(n: int) -> int:
+    return n
+
+
+class Counter(Actor[CounterMsg]):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.held: dict[int, Deferred[int]] = {}
 
-    async def handle_cast(self, message: Tick) -> None:
-        self.count += 1
+    async def handle_cast(self, message: CounterMsg) -> None:
+        match message:
+            case Release():
+                for n, handle in self.held.items():
+                    handle.reply(n)
+                self.held.clear()
+            case Worked(n=n):
+                self.held.pop(n).reply(n)
+            case _:
+                self.count += 1
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: CounterMsg) -> Any:
         match request:
             case Echo(n=n):
                 return n
+            case EchoLater(n=n):
+                self.held[n] = self.defer(request)
+                if not self.address.try_cast(Release()):
+                    raise RuntimeError("the bench's inbox is never full")
+                return None
+            case EchoByWork(n=n):
+                self.held[n] = self.defer(request)
+                self.start_work(partial(echo, n), then=Worked)
+                return None
         return await super().handle_call(request)
 
 
@@ -113,17 +166,30 @@ def _tree() -> Supervisor:
     return Supervisor("bench", [ChildSpec("counter", Counter, shutdown=math.inf)])
 
 
-async def actor_call(n: int) -> float:
+async def _calls(n: int, request: Callable[[int], Echo | EchoLater | EchoByWork]) -> float:
     sup = _tree()
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run, Inbox("bench"))
         address = sup.child_address("counter")
         began = trio.current_time()
         for i in range(n):
-            await address.call(Echo(i))
+            if await address.call(request(i)) != i:
+                raise AssertionError("the echo answered another number")
         elapsed = trio.current_time() - began
         sup.request_stop()
     return elapsed
+
+
+async def actor_call(n: int) -> float:
+    return await _calls(n, Echo)
+
+
+async def deferred_reply(n: int) -> float:
+    return await _calls(n, EchoLater)
+
+
+async def work_report(n: int) -> float:
+    return await _calls(n, EchoByWork)
 
 
 async def actor_cast(n: int) -> float:
@@ -140,8 +206,9 @@ async def actor_cast(n: int) -> float:
     return elapsed
 
 
-async def run(n: int = 20_000, rounds: int = 5) -> dict[str, float]:
-    # trio.current_time() is the run's clock: wall time under the default clock.
+async def run(n: int = 5_000, rounds: int = 20) -> dict[str, float]:
+    # trio.current_time() is the run's clock: wall time under the default clock. Many short
+    # interleaved rounds: other load on a shared machine hits every case alike.
     per_op = await compare(
         {
             "bare round trip": bare_round_trip,
@@ -149,6 +216,8 @@ async def run(n: int = 20_000, rounds: int = 5) -> dict[str, float]:
             "Address.call": actor_call,
             "bare stream": bare_stream,
             "Address.cast": actor_cast,
+            "deferred reply": deferred_reply,
+            "start_work report": work_report,
         },
         n,
         rounds,
@@ -162,7 +231,18 @@ async def run(n: int = 20_000, rounds: int = 5) -> dict[str, float]:
     per_call_ratio = per_op["Address.call"] / per_op["bare per-call channel"]
     print(f"  call / bare per-call ch. = {per_call_ratio:.2f}x")
     print(f"  cast / bare stream       = {cast_ratio:.2f}x")
-    return {"call_ratio": call_ratio, "cast_ratio": cast_ratio, **per_op}
+    deferred_ratio = per_op["deferred reply"] / per_op["bare round trip"]
+    work_ratio = per_op["start_work report"] / per_op["bare round trip"]
+    for name, ratio in (("deferred reply", deferred_ratio), ("start_work report", work_ratio)):
+        per_call = per_op[name] / per_op["Address.call"]
+        print(f"  {name:<17} = {ratio:.2f}x bare round trip, {per_call:.2f}x a call")
+    return {
+        "call_ratio": call_ratio,
+        "cast_ratio": cast_ratio,
+        "deferred_ratio": deferred_ratio,
+        "work_ratio": work_ratio,
+        **per_op,
+    }
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ and which chain they talk to, so the precedence is written once, as a function o
 settings, the environment and the deployment files (no network IO):
 - RPC URL: ``polygon_rpc_url`` when set, else the payments profile's ``rpc_url`` (may be
   empty: then nothing can be read);
-- StreamPayment address: a non-zero ``stream_payment_address`` wins, else the deployment
-  file of ``payments_network`` (``find_deployment``), else zero (payments off);
+- StreamPayment address: ``stream_payment_address`` when set (the zero address, set
+  explicitly, turns payments off as the seed says, like ``--payments-network none``), else
+  the deployment file of ``payments_network`` (``find_deployment``), else zero (payments
+  off);
 - token: a non-zero ``glm_token_address`` wins, else the deployment's ``glmToken`` but only
   when that deployment is the contract in use (a token belongs to its contract), else zero
   (native ETH);
@@ -65,6 +67,7 @@ class PaymentsConfig(msgspec.Struct, frozen=True, kw_only=True):
     stream_payment_address: str
     token_address: str
     address_source: str  # "settings", a deployment file, or "" when payments are off
+    off_reason: str  # why payments are off (for messages), "" when they are on
     profile: PaymentsProfile | None  # None: an unknown payments network
     faucet: FaucetConfig | None  # None: no faucet on this network
 
@@ -101,17 +104,23 @@ def resolve_payments(settings: Settings, *, env: Mapping[str, str]) -> PaymentsC
     profile = load_payments_profiles().get(network)
     rpc_url = settings.polygon_rpc_url or (profile.rpc_url if profile else "")
 
-    address: str = to_checksum_address(settings.stream_payment_address)
+    unset = not settings.stream_payment_address
+    address: str = to_checksum_address(settings.stream_payment_address or ZERO_ADDRESS)
     token: str = to_checksum_address(settings.glm_token_address)
     source = "settings"
     deployment_token = ZERO_ADDRESS
-    if _is_zero(address) or _is_zero(token):
+    if not settings.payments_switched_off and (unset or _is_zero(token)):
         deployment = find_deployment(network, data_dir=settings.data_path, env=env)
-        if deployment is not None and _is_zero(address):
+        if deployment is not None and unset:
             address, source = deployment.address, deployment.source
         if deployment is not None and deployment.address == address:
             deployment_token = deployment.token
-    if _is_zero(address):
+    off_reason = ""
+    if settings.payments_switched_off:
+        off_reason = "STREAM_PAYMENT_ADDRESS is the zero address"
+    elif _is_zero(address):
+        off_reason = f"no StreamPayment address for payments network {network!r}"
+    if off_reason:
         source = ""
     if _is_zero(token):
         token = to_checksum_address(deployment_token)
@@ -131,6 +140,7 @@ def resolve_payments(settings: Settings, *, env: Mapping[str, str]) -> PaymentsC
         stream_payment_address=address,
         token_address=token,
         address_source=source,
+        off_reason=off_reason,
         profile=profile,
         faucet=faucet,
     )

@@ -1,9 +1,11 @@
-"""Running the root supervisor as a process: readiness, signals, exit status.
+"""Running the root supervisor as a process: readiness, stop requests, exit status.
 
-The first SIGTERM or SIGINT asks the tree to stop gracefully (children stop in reverse
-start order, each within its bound); a second one makes every remaining stop brutal. The
-exit status says how the tree ended: 0 after a requested stop, 1 when it failed to start
-or the root supervisor gave up (both logged with their reason).
+A stop is requested by the first SIGTERM or SIGINT, or from inside the node through its
+`StopHandle` (the API's shutdown route holds one): the tree then stops gracefully, children
+in reverse start order, each within its bound. A signal that arrives once a stop was
+requested, by either way, makes every remaining stop brutal. The exit status says how the
+tree ended: 0 after a requested stop, 1 when it failed to start or the root supervisor gave
+up (both logged with their reason).
 """
 
 from __future__ import annotations
@@ -24,9 +26,39 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-async def run_node(root: Supervisor, *, on_ready: Callable[[], None] | None = None) -> int:
-    """Run `root` until a signal stops it or it gives up; return the exit status."""
+class StopHandle:
+    """Lets the node's own parts ask it to stop, exactly as a first SIGTERM does.
+
+    `run_node` watches the handle it is given; asking again is harmless. Create it and
+    call it from the node's trio loop.
+    """
+
+    def __init__(self) -> None:
+        self._requested = trio.Event()
+        self.requested_by: str | None = None
+
+    def request_stop(self, by: str) -> None:
+        """Ask for a graceful stop; `by` says who asked (logged)."""
+        if self.requested_by is None:
+            self.requested_by = by
+            self._requested.set()
+
+    async def wait(self) -> str:
+        """Until a stop is requested; who asked."""
+        await self._requested.wait()
+        assert self.requested_by is not None
+        return self.requested_by
+
+
+async def run_node(
+    root: Supervisor,
+    *,
+    stop: StopHandle | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
+    """Run `root` until a stop request ends it or it gives up; return the exit status."""
     structlog.contextvars.bind_contextvars(actor=root.name)
+    stop = StopHandle() if stop is None else stop
     failure: list[BaseException] = []
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
@@ -39,6 +71,15 @@ async def run_node(root: Supervisor, *, on_ready: Callable[[], None] | None = No
                 finally:
                     nursery.cancel_scope.cancel(reason="the root supervisor ended")
 
+            async def forward_signals() -> None:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if stop.requested_by is None:
+                        stop.request_stop(name)
+                    else:
+                        log.warning("node killing remaining children", signal=name)
+                        root.request_kill()
+
             try:
                 await nursery.start(supervise)
             except Exception as exc:
@@ -48,18 +89,11 @@ async def run_node(root: Supervisor, *, on_ready: Callable[[], None] | None = No
             # collector's sight, or full collections pause requests for 50-65 ms.
             gc.freeze()
             log.info("node ready")
+            nursery.start_soon(forward_signals)
             if on_ready is not None:
                 on_ready()
-            received = 0
-            async for signum in signals:
-                received += 1
-                name = signal.Signals(signum).name
-                if received == 1:
-                    log.info("node stopping", signal=name)
-                    root.request_stop()
-                else:
-                    log.warning("node killing remaining children", signal=name)
-                    root.request_kill()
+            log.info("node stopping", requested_by=await stop.wait())
+            root.request_stop()
     if failure:
         cause = failure[0].__cause__
         log.error("node gave up", reason=str(failure[0]), cause=describe_exit(cause))

@@ -4,7 +4,8 @@ Payments are on when the payments network resolves to a StreamPayment address: o
 in the settings, or a deployment file (`GOLEM_DEPLOYMENTS_DIR`, the data directory, or the
 one shipped for the network, as the seed's provider auto-loads `l2.json`). The same
 resolver serves the CLI, so the node and `golem-provider streams` always agree.
-`--payments-network none` (no deployment, no address) turns payments off.
+`--payments-network none` (no deployment, no address) turns payments off, and so does
+`STREAM_PAYMENT_ADDRESS` set explicitly to the zero address (the seed's switch).
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hmac
 import math
-import os
-import signal
 import time
 from typing import Any
 
@@ -42,6 +40,7 @@ from golem_actor.keys import generate_ssh_keypair
 
 from .context import ApiContext
 from .errors import ApiError, translate
+from .net_api import register_net_api
 from .openapi import Router, openapi_document
 from .payments import PaymentGate, StreamStatus
 from .schemas import (
@@ -434,7 +433,7 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
     async def admin_shutdown() -> Response:
         require_operator(context)
         log.warning("shutdown requested through the API")
-        os.kill(os.getpid(), signal.SIGTERM)  # the same graceful path as `golem-provider stop`
+        context.stop.request_stop("api")  # the same graceful path as `golem-provider stop`
         return json_response(Health(status="stopping", version=context.version), 202)
 
 
@@ -459,6 +458,7 @@ def create_app(context: ApiContext) -> QuartTrio:
         return Response(document, content_type="application/json")
 
     app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi", openapi, methods=["GET"])
+    register_net_api(app, context)
 
     @app.before_request
     async def bind_request() -> None:

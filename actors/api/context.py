@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from actors.vpn_router import VpnMsg
 from golem_actor.images import ImageCatalog
 from golem_actor.kernel import Address
+from golem_actor.runtime import StopHandle
 
 from .payments import PaymentGate
 from .schemas import ProviderInfo
@@ -28,3 +30,5 @@ class ApiContext:
     payments: PaymentGate | None = None  # set when payments are enabled
     create_timeout: float  # how long a synchronous create waits for SSH
     stop_timeout: float = 120.0
+    stop: StopHandle  # asks the whole node to stop gracefully (the shutdown route)
+    vpn_router: Address[VpnMsg]  # the Net API's networks (net_api.py)

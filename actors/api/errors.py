@@ -22,11 +22,15 @@ from golem_actor.domain.vm_request import InvalidRequest
 from golem_actor.images import UnknownImage
 from golem_actor.kernel import ActorError, CallTimeout
 
+from .payments import StreamRefused, StreamsUnreadable
+
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (VmNotFound, 404),
     (JobNotFound, 404),
     (NameTaken, 409),
     (StreamInUse, 400),
+    (StreamRefused, 400),
+    (StreamsUnreadable, 503),
     (Conflict, 409),
     (InsufficientResources, 503),
     (NoFreePort, 503),

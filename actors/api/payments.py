@@ -4,6 +4,10 @@ Reads go straight to the chain through the StreamPayment client (reads are state
 the wallet actor owns only the key, the nonce and transactions). A chain that cannot be
 read makes the answer 503 and nothing is created; a stream that cannot pay is a 400 that
 names the reason (the rules live in domain/streams.py).
+
+The gate speaks in payment terms (`StreamRefused`, `StreamsUnreadable`), not HTTP: the
+API's error translation (errors.py) turns them into those statuses, so the gate can be
+used by any part of the node.
 """
 
 from __future__ import annotations
@@ -16,10 +20,31 @@ from golem_actor.adapters.chain.errors import ChainError
 from golem_actor.adapters.chain.stream_payment import StreamPaymentClient, StreamsReading
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.streams import StreamState, check_stream, computed, price_wei_per_second
+from golem_actor.kernel import ActorError
 
-from .errors import ApiError
+__all__ = [
+    "ChainBody",
+    "ComputedBody",
+    "PaymentGate",
+    "StreamRefused",
+    "StreamStatus",
+    "StreamsUnreadable",
+]
 
-__all__ = ["ChainBody", "ComputedBody", "PaymentGate", "StreamStatus"]
+
+class StreamRefused(ActorError):
+    """The stream cannot pay for the VM; `reason` is the rule it breaks."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid stream: {reason}")
+        self.reason = reason
+
+
+class StreamsUnreadable(ActorError):
+    """The chain could not be read (transient): nothing can be decided about streams."""
+
+    def __init__(self, error: ChainError) -> None:
+        super().__init__(f"cannot read payment streams from the chain: {error}")
 
 
 class ChainBody(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -64,7 +89,7 @@ class PaymentGate:
         try:
             return await self.client.read_streams(stream_ids)
         except ChainError as error:
-            raise ApiError(503, f"cannot read payment streams from the chain: {error}") from None
+            raise StreamsUnreadable(error) from error
 
     def price(self, resources: Resources) -> int:
         return price_wei_per_second(
@@ -86,11 +111,11 @@ class PaymentGate:
         )
 
     async def admit(self, stream_id: int, resources: Resources) -> None:
-        """Refuse (400, with the reason) a stream that cannot pay for this VM."""
+        """Refuse (`StreamRefused`, with the reason) a stream that cannot pay for this VM."""
         reading = await self.read([stream_id])
         why = self.reason(reading.streams.get(stream_id), reading.now, resources)
         if why is not None:
-            raise ApiError(400, f"invalid stream: {why}")
+            raise StreamRefused(why)
 
     def status(
         self, vm_id: str, stream_id: int, reading: StreamsReading, resources: Resources

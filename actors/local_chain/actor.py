@@ -10,6 +10,12 @@ address gas money. Those development keys are public: never use this profile for
 
 anvil runs as a child process in the actor's nursery: if it dies, the actor crashes and
 its supervisor starts a new one on the same state.
+
+anvil mines a block every `BLOCK_TIME` seconds besides one per transaction (interval and
+mixed mining), as an L2 does: a contract reads "now" from the latest block, so without
+blocks a stream's runway would never fall and nothing would ever vest. `evm_increaseTime`
+and `evm_mine` still move time forward on top of that. Those blocks would make the state
+file grow without bound, so it is compacted before every start (`compact_anvil_state`).
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
+from typing import Never
 from urllib.parse import urlsplit
 
 import structlog
 import trio
 from eth_account import Account
 
+from golem_actor.adapters.chain.anvil_state import compact_anvil_state
 from golem_actor.adapters.chain.deploy import deploy_stream_payment
 from golem_actor.adapters.chain.deployments import write_deployment
 from golem_actor.adapters.chain.errors import ChainError
@@ -40,9 +48,10 @@ LOCAL_STREAM_PAYMENT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 CHAIN_ID = 31337
 PROVIDER_GAS_MONEY = 10 * 10**18
 READY_WITHIN = 30.0
+BLOCK_TIME = 2  # seconds between the blocks anvil mines on its own
 
 
-class LocalChain(Actor[object]):
+class LocalChain(Actor[Never]):  # it accepts no message: it only runs the chain
     def __init__(self, *, rpc_url: str, data_dir: Path, provider: str) -> None:
         super().__init__()
         parts = urlsplit(rpc_url)
@@ -57,6 +66,16 @@ class LocalChain(Actor[object]):
     async def on_start(self) -> None:
         state = self._data_dir / "chain" / "anvil-state.json"
         state.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            compaction = await trio.to_thread.run_sync(compact_anvil_state, state)
+        except OSError as exc:
+            raise RuntimeError(f"cannot compact the local chain's state {state}: {exc}") from exc
+        if compaction is not None and compaction.blocks_after < compaction.blocks_before:
+            log.info(
+                "local chain state compacted",
+                blocks_before=compaction.blocks_before,
+                blocks_after=compaction.blocks_after,
+            )
         argv = [
             str(find_anvil()),
             "--host",
@@ -69,6 +88,11 @@ class LocalChain(Actor[object]):
             str(state),
             "--state-interval",
             "5",
+            # A block every 2 s, as on an L2, so chain time (streams' runway, vesting) moves
+            # while nobody transacts; transactions are still mined as they arrive.
+            "--block-time",
+            str(BLOCK_TIME),
+            "--mixed-mining",
             "--quiet",
         ]
         self._process = await self.nursery.start(self._run, argv)

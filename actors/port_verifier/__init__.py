@@ -2,12 +2,20 @@
 
 from .actor import PortVerifier
 from .checks import Verification, VerifierConfig, verify
-from .messages import GetUsablePorts, GetVerification, PortsInUse, Recheck, UsablePorts
+from .messages import (
+    GetUsablePorts,
+    GetVerification,
+    PortsInUse,
+    PortVerifierMsg,
+    Recheck,
+    UsablePorts,
+)
 
 __all__ = [
     "GetUsablePorts",
     "GetVerification",
     "PortVerifier",
+    "PortVerifierMsg",
     "PortsInUse",
     "Recheck",
     "UsablePorts",

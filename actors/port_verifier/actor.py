@@ -1,30 +1,44 @@
 """`PortVerifier`: which ports the world can reach, verified at start and then periodically.
 
 The first verification runs before the actor reports ready (bounded by the port-check
-servers' time limit), so VMs created after start get verified ports; later ones run in
-the actor's nursery and replace the result when they finish, so queries answer at once.
+servers' time limit), so VMs created after start get verified ports; later ones (a timer's
+`Recheck`, or one cast by anyone) run as work that reports back `Checked`, which replaces
+the result, so queries answer at once. One recheck at a time: a `Recheck` while one runs
+is dropped. A verification that fails with an exception crashes the actor (its
+supervisor restarts it, and the restart verifies again).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
-import trio
 
 from golem_actor.domain.port_verdict import BackendCheck, MultipassCheck
-from golem_actor.kernel import Actor, Call
+from golem_actor.kernel import Actor
 
 from .checks import Verification, VerifierConfig, verify
-from .messages import Checked, GetUsablePorts, GetVerification, PortsInUse, Recheck, UsablePorts
+from .messages import (
+    Checked,
+    GetUsablePorts,
+    GetVerification,
+    PortsInUse,
+    PortVerifierMsg,
+    Recheck,
+    UsablePorts,
+)
 
 log = structlog.get_logger("golem_actor.port_verifier")
 
 BackendProbe = Callable[[], Awaitable[tuple[MultipassCheck | None, BackendCheck | None]]]
 
 
-class PortVerifier(Actor[object]):
+RECHECK = "recheck"  # the key of the running recheck
+
+
+class PortVerifier(Actor[PortVerifierMsg]):
     def __init__(
         self, config: VerifierConfig, *, interval: float, backend_probe: BackendProbe | None = None
     ) -> None:
@@ -35,19 +49,18 @@ class PortVerifier(Actor[object]):
         self._running = frozenset[int]()
         self._reserved = frozenset[int]()
         self._verification: Verification | None = None
-        self._checking = False
 
     async def on_start(self) -> None:
-        self._verification = await self._verify(api_running=False)
-        self.nursery.start_soon(self._timer)
+        self._verification = await self._verify(in_use=self._running, api_running=False)
+        self.every(self._interval, Recheck())
 
-    async def _verify(self, *, api_running: bool) -> Verification:
+    async def _verify(self, *, in_use: frozenset[int], api_running: bool) -> Verification:
         multipass, backend = (None, None)
         if self._backend_probe is not None:
             multipass, backend = await self._backend_probe()
         result = await verify(
             self._config,
-            in_use=self._running,
+            in_use=in_use,
             api_running=api_running,
             multipass=multipass,
             backend=backend,
@@ -67,31 +80,20 @@ class PortVerifier(Actor[object]):
             log.warning("no port-check server answered: using unverified, locally free ports")
         return result
 
-    async def _timer(self) -> None:
-        while True:
-            await trio.sleep(self._interval)
-            await self.address.cast(Recheck())
-
-    async def _recheck(self) -> None:
-        try:
-            await self.address.cast(Checked(await self._verify(api_running=True)))
-        finally:
-            self._checking = False
-
-    async def handle_cast(self, message: object) -> None:
+    async def handle_cast(self, message: PortVerifierMsg) -> None:
         match message:
             case PortsInUse(running=running, reserved=reserved):
                 self._running, self._reserved = running, reserved
             case Recheck():
-                if not self._checking:
-                    self._checking = True
-                    self.nursery.start_soon(self._recheck)
+                if self.work_for(RECHECK) is None:  # one at a time; a slow one skips ticks
+                    check = partial(self._verify, in_use=self._running, api_running=True)
+                    self.start_work(check, then=Checked, key=RECHECK)
             case Checked(verification=verification):
                 self._verification = verification
             case _:
                 await super().handle_cast(message)
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: PortVerifierMsg) -> Any:
         match request:
             case GetUsablePorts():
                 assert self._verification is not None

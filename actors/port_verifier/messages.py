@@ -35,3 +35,7 @@ class Recheck(msgspec.Struct, frozen=True):
 
 class Checked(msgspec.Struct, frozen=True):
     verification: Verification
+
+
+# Everything the port_verifier accepts: its address is an `Address[PortVerifierMsg]`.
+PortVerifierMsg = PortsInUse | Recheck | Checked | GetUsablePorts | GetVerification

@@ -7,6 +7,7 @@ from .messages import (
     InsufficientResources,
     Release,
     Reserve,
+    ResourceMsg,
 )
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "InsufficientResources",
     "Release",
     "Reserve",
+    "ResourceMsg",
     "ResourceTracker",
     "host_totals",
 ]

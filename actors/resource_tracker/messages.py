@@ -40,3 +40,7 @@ class GetCapacity(Call[CapacityReport], frozen=True):
 
 class InsufficientResources(ActorError):
     """The request does not fit; the message names every missing amount."""
+
+
+# Everything the resource_tracker accepts: its address is an `Address[ResourceMsg]`.
+ResourceMsg = Reserve | Release | GetCapacity

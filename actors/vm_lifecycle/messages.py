@@ -136,6 +136,20 @@ class Tick(msgspec.Struct, frozen=True):
     pass
 
 
+# Everything the vm_lifecycle actor accepts: its address is an `Address[LifecycleMsg]`.
+LifecycleMsg = (
+    CreateVm
+    | GetVm
+    | ListVms
+    | StopVm
+    | StartVm
+    | DeleteVm
+    | GetJob
+    | OpOutcome
+    | Tick
+    | Observation
+)
+
 __all__ = [
     "Conflict",
     "CreateVm",
@@ -145,6 +159,7 @@ __all__ = [
     "GetVm",
     "JobNotFound",
     "JobView",
+    "LifecycleMsg",
     "ListVms",
     "NameTaken",
     "NoFreePort",

@@ -1,18 +1,20 @@
 """`Wallet`: the only holder of the provider key and the only sender of transactions.
 
 One `TransactionSender` (one nonce) for the whole node. A withdrawal is slow work (fee
-estimate, signing, broadcast, receipt), so it runs in the wallet's nursery and its
-outcome is cast back to whoever asked; the inbox keeps flowing meanwhile. Whether a
-withdrawal is worth its gas is decided here, with the fee estimate at hand, by the
-domain rule `should_withdraw`.
+estimate, signing, broadcast, receipt), so the `Withdraw` call is deferred: the work runs
+in the wallet's nursery and its outcome comes back to the wallet as `Withdrawn`, whose
+handler answers the caller; the inbox keeps flowing meanwhile, and if the wallet crashes
+the callers fail at once instead of waiting for ever. Whether a withdrawal is worth its
+gas is decided here, with the fee estimate at hand, by the domain rule `should_withdraw`.
+A balance read for `GetWalletInfo` is deferred the same way.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import structlog
 import trio
 
@@ -22,38 +24,23 @@ from golem_actor.adapters.chain.stream_payment import StreamPaymentClient
 from golem_actor.adapters.chain.transactions import TransactionSender
 from golem_actor.domain.streams import should_withdraw
 from golem_actor.identity import load_or_create_provider_key
-from golem_actor.kernel import Actor, Address, Call
+from golem_actor.kernel import Actor, Deferred
+
+from .messages import (
+    BalanceRead,
+    GetWalletInfo,
+    WalletInfo,
+    WalletMsg,
+    WalletUnavailable,
+    Withdraw,
+    Withdrawn,
+    WithdrawOutcome,
+)
 
 log = structlog.get_logger("golem_actor.wallet")
 
 
-class WalletInfo(msgspec.Struct, frozen=True, kw_only=True):
-    address: str
-    balance_wei: int
-
-
-class GetWalletInfo(Call[WalletInfo], frozen=True):
-    pass
-
-
-class Withdraw(msgspec.Struct, frozen=True, kw_only=True):
-    """Withdraw a stream's vested funds if they are worth the gas; the outcome is cast."""
-
-    stream_id: int
-    withdrawable_wei: int
-    min_wei: int
-    reply_to: Address[Any]
-
-
-class WithdrawOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    stream_id: int
-    withdrawn: bool
-    tx_hash: str | None = None
-    fee_wei: int = 0
-    detail: str = ""
-
-
-class Wallet(Actor[object]):
+class Wallet(Actor[WalletMsg]):
     def __init__(self, *, key_dir: Path, rpc_url: str, contract: str, max_fee_cap_wei: int) -> None:
         super().__init__()
         self._key_dir = key_dir
@@ -75,46 +62,59 @@ class Wallet(Actor[object]):
         if self._rpc is not None:
             await self._rpc.aclose()
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: WalletMsg) -> Any:
         match request:
             case GetWalletInfo():
-                assert self._sender is not None
-                return WalletInfo(address=self._provider, balance_wei=await self._sender.balance())
+                asking = self.defer(request)
+                self.start_work(partial(self._read_balance, asking), then=lambda read: read)
+                return None
+            case Withdraw():
+                waiting = self.defer(request)
+                self.start_work(partial(self._withdraw, request), then=partial(Withdrawn, waiting))
+                return None
         return await super().handle_call(request)
 
-    async def handle_cast(self, message: object) -> None:
+    async def handle_cast(self, message: WalletMsg) -> None:
         match message:
-            case Withdraw():
-                self.nursery.start_soon(self._withdraw, message)
+            case Withdrawn(reply=reply, outcome=outcome):
+                reply.reply(outcome)
+            case BalanceRead(reply=reply, balance_wei=None, error=error):
+                reply.refuse(WalletUnavailable(f"cannot read the wallet's balance: {error}"))
+            case BalanceRead(reply=reply, balance_wei=int(balance)):
+                reply.reply(WalletInfo(address=self._provider, balance_wei=balance))
             case _:
                 await super().handle_cast(message)
 
-    async def _withdraw(self, request: Withdraw) -> None:
+    async def _read_balance(self, reply: Deferred[WalletInfo]) -> BalanceRead:
+        assert self._sender is not None
+        try:
+            return BalanceRead(reply, await self._sender.balance())
+        except ChainError as error:
+            return BalanceRead(reply, None, str(error))
+
+    async def _withdraw(self, request: Withdraw) -> WithdrawOutcome:
         assert self._sender is not None
         assert self._rpc is not None
         tx = StreamPaymentClient(self._rpc, self._contract).withdraw_tx(request.stream_id)
-        outcome: WithdrawOutcome
         try:
             cost = await self._sender.estimate_cost(tx)
             if not should_withdraw(
                 request.withdrawable_wei, min_wei=request.min_wei, gas_cost_wei=cost
             ):
-                outcome = WithdrawOutcome(
+                return WithdrawOutcome(
                     stream_id=request.stream_id,
                     withdrawn=False,
                     detail=f"not worth it: {request.withdrawable_wei} wei withdrawable,"
                     f" gas up to {cost} wei, minimum {request.min_wei} wei",
                 )
-            else:
-                receipt = await self._sender.send(tx)
-                outcome = WithdrawOutcome(
-                    stream_id=request.stream_id,
-                    withdrawn=True,
-                    tx_hash=receipt.tx_hash,
-                    fee_wei=receipt.fee_wei,
-                )
+            receipt = await self._sender.send(tx)
         except ChainError as error:
-            outcome = WithdrawOutcome(
+            return WithdrawOutcome(
                 stream_id=request.stream_id, withdrawn=False, detail=f"failed: {error}"
             )
-        await request.reply_to.cast(outcome)
+        return WithdrawOutcome(
+            stream_id=request.stream_id,
+            withdrawn=True,
+            tx_hash=receipt.tx_hash,
+            fee_wei=receipt.fee_wei,
+        )

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from golem_actor import portcheck
+from golem_actor import discovery, portcheck
 from golem_actor.logs import configure_logging
 from golem_actor.settings import LoadedSettings, SettingsError, resolve_settings
 
@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         "port-checker", help="run a port-check server (see: port-checker serve --help)"
     )
     checker.add_argument("checker_args", nargs=argparse.REMAINDER)
+    finder = commands.add_parser(
+        "discovery", help="run a discovery server (see: discovery serve --help)"
+    )
+    finder.add_argument("discovery_args", nargs=argparse.REMAINDER)
 
     guest = commands.add_parser("guest", help="the tiny test guest of local mode")
     guest_commands = guest.add_subparsers(dest="guest_command", required=True, metavar="ACTION")
@@ -89,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "port-checker":
         return portcheck.main(args.checker_args, prog="golem-provider port-checker")
+    if args.command == "discovery":
+        return discovery.main(args.discovery_args, prog="golem-provider discovery")
     try:
         loaded = settings_from(args, os.environ)
     except SettingsError as error:

@@ -14,6 +14,7 @@ import select
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -66,7 +67,8 @@ def _run_foreground(loaded: LoadedSettings, ready_fd: int | None) -> int:
             os.close(ready_fd)
 
     try:
-        return trio.run(lambda: run_node(build_node(settings), on_ready=ready))
+        tree = build_node(settings)  # blocking IO, done before the loop runs
+        return trio.run(partial(run_node, tree.root, stop=tree.stop, on_ready=ready))
     finally:
         _pidfile.release(settings.pid_file)
         node_file(settings).unlink(missing_ok=True)

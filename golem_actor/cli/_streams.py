@@ -106,9 +106,7 @@ def streams_command(settings: Settings, args: argparse.Namespace) -> int:
         config = payments_setup(settings, need_rpc=False)
         if not config.enabled:
             raise CommandFailed(
-                "streaming_disabled",
-                f"streaming payments are disabled (no StreamPayment address for "
-                f"payments network {config.network!r})",
+                "streaming_disabled", f"streaming payments are disabled ({config.off_reason})"
             )
         config = payments_setup(settings)
         mapping = read_stream_map(settings.data_path)

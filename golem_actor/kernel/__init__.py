@@ -2,11 +2,13 @@
 the project; everything public is re-exported here (trio's layout)."""
 
 from ._actor import Actor
+from ._deferred import Deferred
 from ._dynamic import (
     ChildAddress,
     ChildAlreadyStarted,
     ChildStartFailed,
     DynamicSupervisor,
+    DynamicSupervisorMsg,
     NoSuchChild,
     StartChild,
     TerminateChild,
@@ -15,10 +17,11 @@ from ._dynamic import (
 from ._errors import ActorError, ActorGone, CallFailed, CallTimeout, KernelError, SupervisorGaveUp
 from ._inbox import Address, Inbox, InboxStatistics
 from ._intensity import RestartIntensity
-from ._messages import Call
+from ._messages import Call, Request
 from ._spec import ChildSpec, Restart, Strategy
 from ._supervision import ChildStatistics, GetStatistics, SupervisorStatistics
-from ._supervisor import Supervisor
+from ._supervisor import Supervisor, SupervisorMsg
+from ._work import Timer, Work
 
 __all__ = [
     "Actor",
@@ -33,19 +36,25 @@ __all__ = [
     "ChildSpec",
     "ChildStartFailed",
     "ChildStatistics",
+    "Deferred",
     "DynamicSupervisor",
+    "DynamicSupervisorMsg",
     "GetStatistics",
     "Inbox",
     "InboxStatistics",
     "KernelError",
     "NoSuchChild",
+    "Request",
     "Restart",
     "RestartIntensity",
     "StartChild",
     "Strategy",
     "Supervisor",
     "SupervisorGaveUp",
+    "SupervisorMsg",
     "SupervisorStatistics",
     "TerminateChild",
+    "Timer",
     "WhichChildren",
+    "Work",
 ]

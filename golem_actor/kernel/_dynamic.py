@@ -10,7 +10,7 @@ again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -18,13 +18,22 @@ from ._errors import ActorError
 from ._inbox import Address
 from ._messages import Call
 from ._spec import ChildSpec
-from ._supervision import Child, ChildExited, SupervisorBase, describe_exit, is_stale, log
+from ._supervision import (
+    Child,
+    ChildExited,
+    GetStatistics,
+    SupervisorBase,
+    describe_exit,
+    is_stale,
+    log,
+)
 
 __all__ = [
     "ChildAddress",
     "ChildAlreadyStarted",
     "ChildStartFailed",
     "DynamicSupervisor",
+    "DynamicSupervisorMsg",
     "NoSuchChild",
     "StartChild",
     "TerminateChild",
@@ -32,8 +41,11 @@ __all__ = [
 ]
 
 
-class StartChild(Call[Address[Any]], frozen=True):
-    spec: ChildSpec
+M = TypeVar("M")
+
+
+class StartChild(Call[Address[M]], Generic[M], frozen=True):
+    spec: ChildSpec[M]
 
 
 class TerminateChild(Call[None], frozen=True):
@@ -44,7 +56,9 @@ class WhichChildren(Call[tuple[str, ...]], frozen=True):
     pass
 
 
-class ChildAddress(Call[Address[Any]], frozen=True):
+class ChildAddress(Call[Address[M]], Generic[M], frozen=True):
+    """The address of a running child; say what it accepts: `ChildAddress[Msg](id)`."""
+
     child_id: str
 
 
@@ -60,7 +74,12 @@ class ChildStartFailed(ActorError):
     pass
 
 
-class DynamicSupervisor(SupervisorBase):
+DynamicSupervisorMsg = (
+    StartChild[Any] | TerminateChild | WhichChildren | ChildAddress[Any] | GetStatistics
+)
+
+
+class DynamicSupervisor(SupervisorBase[DynamicSupervisorMsg]):
     def __init__(self, name: str, *, intensity: int = 3, period: float = 5.0) -> None:
         super().__init__(name, intensity=intensity, period=period)
         self._by_id: dict[str, Child] = {}
@@ -71,7 +90,7 @@ class DynamicSupervisor(SupervisorBase):
     async def _start_initial(self) -> None:
         self._by_id.clear()  # dynamic children never outlive an incarnation
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: DynamicSupervisorMsg) -> Any:
         match request:
             case StartChild(spec=spec):
                 return await self._add(spec)
@@ -86,7 +105,7 @@ class DynamicSupervisor(SupervisorBase):
                 return child.inbox.address()
         return await super().handle_call(request)
 
-    async def _add(self, spec: ChildSpec) -> Address[Any]:
+    async def _add(self, spec: ChildSpec[Any]) -> Address[Any]:
         if spec.id in self._by_id:
             raise ChildAlreadyStarted(f"child {spec.id!r} is already running")
         child = Child.for_spec(spec)

@@ -21,11 +21,12 @@ from typing import Any, Generic, TypeVar, cast
 import trio
 
 from ._errors import ActorGone, CallFailed, CallTimeout
-from ._messages import Answer, Call, CallEnvelope, Outcome
+from ._messages import Answer, Call, CallEnvelope, Outcome, Request
 
 __all__ = ["Address", "Inbox", "InboxStatistics"]
 
 M = TypeVar("M")
+M_contra = TypeVar("M_contra", contravariant=True)
 R = TypeVar("R")
 
 DEFAULT_CALL_TIMEOUT = 5.0
@@ -51,7 +52,7 @@ class Inbox(Generic[M]):
             raise ValueError("an inbox needs room for at least one message")
         self.name = name
         self.call_timeout = call_timeout
-        self._send, self.receive_channel = trio.open_memory_channel[object](size)
+        self.send_channel, self.receive_channel = trio.open_memory_channel[object](size)
         self.closed = False
 
     def address(self) -> Address[M]:
@@ -74,7 +75,7 @@ class Inbox(Generic[M]):
                 item.abandon()
         self.closed = True
         self.receive_channel.close()
-        self._send.close()
+        self.send_channel.close()
         return dropped
 
     def statistics(self) -> InboxStatistics:
@@ -89,16 +90,19 @@ class Inbox(Generic[M]):
         )
 
 
-class Address(Generic[M]):
+class Address(Generic[M_contra]):
     """A handle on an actor's inbox: `cast`, `try_cast` and `call`.
 
-    The call deadline belongs to the address (default 5 s, as OTP); `with_call_timeout`
-    gives a view with another one, and callers may still nest a tighter `fail_after`.
+    `M_contra` is the union of messages the actor accepts; the address is contravariant
+    in it, so an `Address[A | B]` is also an `Address[A]` (hand out the narrower type to
+    code that only sends `A`). The call deadline belongs to the address (default 5 s, as
+    OTP); `with_call_timeout` gives a view with another one, and callers may still nest a
+    tighter `fail_after`.
     """
 
     __slots__ = ("_call_timeout", "_inbox")
 
-    def __init__(self, inbox: Inbox[M], call_timeout: float) -> None:
+    def __init__(self, inbox: Inbox[Any], call_timeout: float) -> None:
         self._inbox = inbox
         self._call_timeout = call_timeout
 
@@ -110,30 +114,30 @@ class Address(Generic[M]):
     def call_timeout(self) -> float:
         return self._call_timeout
 
-    def with_call_timeout(self, seconds: float) -> Address[M]:
+    def with_call_timeout(self, seconds: float) -> Address[M_contra]:
         return Address(self._inbox, seconds)
 
     def __repr__(self) -> str:
         return f"<Address {self.name}>"
 
-    async def cast(self, message: M) -> None:
+    async def cast(self, message: M_contra) -> None:
         """Queue `message`; waits while the inbox is full (backpressure)."""
         try:
-            await self._inbox._send.send(message)
+            await self._inbox.send_channel.send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ActorGone(self.name) from None
 
-    def try_cast(self, message: M) -> bool:
+    def try_cast(self, message: M_contra) -> bool:
         """Queue `message` if there is room now; `False` when the inbox is full."""
         try:
-            self._inbox._send.send_nowait(message)
+            self._inbox.send_channel.send_nowait(message)
         except trio.WouldBlock:
             return False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ActorGone(self.name) from None
         return True
 
-    async def call(self, request: Call[R]) -> R:
+    async def call(self, request: Request[M_contra, R]) -> R:
         """Send `request` and wait for its answer.
 
         Raises the handler's `ActorError`, `CallFailed` at once when the handler crashed
@@ -141,13 +145,13 @@ class Address(Generic[M]):
         for room in a full inbox), or `ActorGone`.
         """
         reply_send, reply_receive = trio.open_memory_channel[Outcome](1)
-        envelope = CallEnvelope(request, reply_send)
+        envelope = CallEnvelope(cast("Call[Any]", request), reply_send)
         deadline = self._call_timeout
         with reply_receive:
             try:
                 with trio.fail_after(deadline if deadline > 0 else math.inf):
                     try:
-                        await self._inbox._send.send(envelope)
+                        await self._inbox.send_channel.send(envelope)
                     except BaseException:
                         reply_send.close()  # never delivered: nobody else will close it
                         raise

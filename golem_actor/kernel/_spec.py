@@ -6,11 +6,13 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 from ._actor import Actor
 
 __all__ = ["ChildSpec", "Restart", "Strategy"]
+
+M = TypeVar("M")
 
 
 class Restart(enum.Enum):
@@ -33,7 +35,7 @@ class Strategy(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class ChildSpec:
+class ChildSpec(Generic[M]):
     """How to run one child.
 
     `start` is called on every (re)start and must return a fresh actor. A nested
@@ -43,10 +45,12 @@ class ChildSpec:
 
     `shutdown` is the graceful-stop bound in seconds: 0 cancels at once (brutal kill),
     `math.inf` waits for ever (the usual choice for a nested supervisor).
+
+    `M` is what the child accepts: `Supervisor.address_of(spec)` is an `Address[M]`.
     """
 
     id: str
-    start: Callable[[], Actor[Any]]
+    start: Callable[[], Actor[M]]
     restart: Restart = Restart.PERMANENT
     shutdown: float = 5.0
     inbox_size: int = 16

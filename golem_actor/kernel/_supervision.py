@@ -32,7 +32,7 @@ import math
 from abc import abstractmethod
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 import trio
@@ -45,6 +45,8 @@ from ._messages import Call, CallEnvelope
 from ._spec import ChildSpec, Restart
 
 __all__ = ["ChildStatistics", "GetStatistics", "SupervisorStatistics"]
+
+M = TypeVar("M")
 
 log = structlog.get_logger("golem_actor.kernel")
 
@@ -77,7 +79,7 @@ class GetStatistics(Call[SupervisorStatistics], frozen=True):
 class Child:
     """A supervisor's record of one child; it outlives the child's incarnations."""
 
-    spec: ChildSpec
+    spec: ChildSpec[Any]
     inbox: Inbox[Any]
     actor: Actor[Any] | None = None
     scope: trio.CancelScope | None = None
@@ -88,7 +90,7 @@ class Child:
     last_exit: str | None = None
 
     @classmethod
-    def for_spec(cls, spec: ChildSpec) -> Child:
+    def for_spec(cls, spec: ChildSpec[Any]) -> Child:
         return cls(spec, Inbox(spec.id, spec.inbox_size, call_timeout=spec.call_timeout))
 
 
@@ -143,7 +145,7 @@ def describe_exit(error: BaseException | None) -> str:
     return "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in _leaves(error))
 
 
-class SupervisorBase(Actor[object]):
+class SupervisorBase(Actor[M], Generic[M]):
     strategy_name = "one_for_one"
 
     def __init__(self, name: str, *, intensity: int, period: float) -> None:
@@ -186,12 +188,13 @@ class SupervisorBase(Actor[object]):
     # -- the incarnation -----------------------------------------------------------------
 
     async def run(
-        self, inbox: Inbox[object], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, inbox: Inbox[M], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         self.stop_requested = trio.Event()
         self._brutal = False
         self._intensity.reset()
-        self._address = inbox.address()
+        self._inbox = inbox
+        self._incarnation = object()
         self._events_send, self._events = trio.open_memory_channel[object](math.inf)
         start_failure: Exception | None = None
         give_up: GiveUp | None = None
@@ -260,7 +263,7 @@ class SupervisorBase(Actor[object]):
         self._events.close()
         self._events_send = self._events = None
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: M) -> Any:
         match request:
             case GetStatistics():
                 return self.statistics()

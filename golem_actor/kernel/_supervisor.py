@@ -11,16 +11,20 @@ its children and raises `SupervisorGaveUp` to its parent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ._inbox import Address
 from ._spec import ChildSpec, Restart, Strategy
-from ._supervision import Child, ChildExited, SupervisorBase, is_stale
+from ._supervision import Child, ChildExited, GetStatistics, SupervisorBase, is_stale
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "SupervisorMsg"]
+
+M = TypeVar("M")
+
+SupervisorMsg = GetStatistics
 
 
-class Supervisor(SupervisorBase):
+class Supervisor(SupervisorBase[SupervisorMsg]):
     """Runs `children` under `strategy`, with at most `intensity` restarts per `period` s.
 
     The object can run many times (as the child of another supervisor it is restarted by
@@ -31,7 +35,7 @@ class Supervisor(SupervisorBase):
     def __init__(
         self,
         name: str,
-        children: Sequence[ChildSpec],
+        children: Sequence[ChildSpec[Any]],
         *,
         strategy: Strategy = Strategy.ONE_FOR_ONE,
         intensity: int = 3,
@@ -46,7 +50,15 @@ class Supervisor(SupervisorBase):
         self._list = [Child.for_spec(spec) for spec in children]
         self._by_id = {child.spec.id: child for child in self._list}
 
+    def address_of(self, spec: ChildSpec[M]) -> Address[M]:
+        """The address of the child that `spec` describes, typed by what it accepts."""
+        child = self._by_id.get(spec.id)
+        if child is None or child.spec is not spec:
+            raise KeyError(f"supervisor {self.name!r} has no child {spec.id!r} of that spec")
+        return child.inbox.address()
+
     def child_address(self, child_id: str) -> Address[Any]:
+        """The address of a child by id (untyped: tests and introspection)."""
         return self._by_id[child_id].inbox.address()
 
     def child_actor(self, child_id: str) -> Any:

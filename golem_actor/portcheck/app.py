@@ -38,7 +38,7 @@ from .schemas import (
     openapi_document,
 )
 
-__all__ = ["Refused", "create_app"]
+__all__ = ["Refused", "create_app", "install_request_log", "json_response"]
 
 log = structlog.get_logger("golem_actor.portcheck")
 _encoder = msgspec.json.Encoder()
@@ -144,14 +144,18 @@ def create_app(
     return app
 
 
-def _install_hooks(app: QuartTrio) -> None:
-    """The per-request log line and the JSON answers of every refusal."""
+def install_request_log(
+    app: QuartTrio, emit: Callable[[dict[str, Any]], None], extras: tuple[str, ...]
+) -> None:
+    """One log line per request: method, path, status, peer, ms, and the `extras` set in `g`.
+
+    The (capped) body is read before any answer, so an early refusal cannot leave half a
+    body on a keep-alive connection.
+    """
 
     @app.before_request
     async def started() -> None:
         g.started = time.perf_counter()
-        # Read the (capped) body before any answer, so an early refusal cannot leave
-        # half a body on a keep-alive connection.
         await request.get_data()
 
     @app.after_request
@@ -163,14 +167,23 @@ def _install_hooks(app: QuartTrio) -> None:
             "peer": _peer(),
             "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
         }
-        for name in ("source", "ports", "reachable", "unreachable", "detail"):
+        for name in extras:
             if name in g:
                 fields[name] = g.get(name)
-        if request.path == "/check-ports":
+        emit(fields)
+        return response
+
+
+def _install_hooks(app: QuartTrio) -> None:
+    """The per-request log line and the JSON answers of every refusal."""
+
+    def emit(fields: dict[str, Any]) -> None:
+        if fields["path"] == "/check-ports":
             log.info("check-ports", **fields)
         else:
             log.debug("request", **fields)
-        return response
+
+    install_request_log(app, emit, ("source", "ports", "reachable", "unreachable", "detail"))
 
     def refusal(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
         g.detail = detail

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -20,22 +21,25 @@ from golem_actor.logs import choose_format, configure_logging
 from .config import ServerConfig, parse_networks
 from .server import run_server
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = [
+    "Server",
+    "add_serve_command",
+    "build_parser",
+    "config_from_args",
+    "main",
+    "run_serve_command",
+    "serve_until_signalled",
+]
+
+
+Server = Callable[..., Awaitable[None]]  # run_server bound to its config
 
 
 def build_parser(prog: str = "python -m golem_actor.portcheck") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="golem-actor port-check server")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve POST /check-ports and GET /health")
     defaults = ServerConfig()
-    serve.add_argument("--host", default=defaults.host, help="address to bind (%(default)s)")
-    serve.add_argument("--port", type=int, default=defaults.port, help="port (%(default)s)")
-    serve.add_argument(
-        "--trust",
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="a reverse proxy network whose X-Forwarded-For is believed (repeatable)",
+    serve = add_serve_command(
+        parser, "serve POST /check-ports and GET /health", defaults.host, defaults.port
     )
     serve.add_argument("--max-ports", type=int, default=defaults.max_ports)
     serve.add_argument(
@@ -48,9 +52,27 @@ def build_parser(prog: str = "python -m golem_actor.portcheck") -> argparse.Argu
     )
     serve.add_argument("--probe-timeout", type=float, default=defaults.probe_timeout)
     serve.add_argument("--request-timeout", type=float, default=defaults.request_timeout)
+    return parser
+
+
+def add_serve_command(
+    parser: argparse.ArgumentParser, summary: str, host: str, port: int
+) -> argparse.ArgumentParser:
+    """The `serve` command with the flags each of our servers has: where, proxies, logs."""
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help=summary)
+    serve.add_argument("--host", default=host, help="address to bind (%(default)s)")
+    serve.add_argument("--port", type=int, default=port, help="port (%(default)s)")
+    serve.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy network whose X-Forwarded-For is believed (repeatable)",
+    )
     serve.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     serve.add_argument("--log-level", default="info")
-    return parser
+    return serve
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -76,26 +98,56 @@ async def _until_signalled() -> None:
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     parser = build_parser() if prog is None else build_parser(prog)
+    return run_serve_command(parser, argv, config_from_args, run_server, "port checker")
+
+
+class _Bound(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+
+
+def run_serve_command(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    make_config: Callable[[argparse.Namespace], _Bound],
+    run: Callable[..., Awaitable[None]],
+    name: str,
+    failures: tuple[type[Exception], ...] = (OSError,),
+) -> int:
+    """Parse, check the config (a bad value: usage error), log, `run(config)` until signalled."""
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
+        config = make_config(args)
         configure_logging(fmt=choose_format(args.log_format, sys.stderr), level=args.log_level)
     except ValueError as exc:
         parser.error(str(exc))
-    failures: list[OSError] = []
+    return serve_until_signalled(
+        partial(run, config), name, f"{config.host}:{config.port}", failures
+    )
+
+
+def serve_until_signalled(
+    server: Server,
+    name: str,
+    where: str,
+    failures: tuple[type[Exception], ...] = (OSError,),
+) -> int:
+    """Run `server(shutdown_trigger=...)` until SIGINT/SIGTERM: 0, or 1 (said) on `failures`."""
+    failed: list[Exception] = []
     try:
-        trio.run(partial(run_server, config, shutdown_trigger=_until_signalled))
-    except* OSError as group:  # e.g. the port is taken
-        failures.extend(_leaves(group))
-    if failures:
-        where = f"{config.host}:{config.port}"
-        print(f"port checker: cannot serve on {where}: {failures[0]}", file=sys.stderr)
+        trio.run(partial(server, shutdown_trigger=_until_signalled))
+    except* failures as group:  # e.g. the port is taken
+        failed.extend(_leaves(group))
+    if failed:
+        print(f"{name}: cannot serve on {where}: {failed[0]}", file=sys.stderr)
         return 1
     return 0
 
 
-def _leaves(group: BaseExceptionGroup[OSError]) -> list[OSError]:
-    found: list[OSError] = []
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    found: list[Exception] = []
     for item in group.exceptions:
         if isinstance(item, BaseExceptionGroup):
             found.extend(_leaves(item))

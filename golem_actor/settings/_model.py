@@ -33,6 +33,13 @@ Address = Annotated[
         extra={"expected": "an address of the form 0x followed by 40 hex digits"},
     ),
 ]
+OptionalAddress = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(0x[0-9a-fA-F]{40})?$",
+        extra={"expected": "an address of the form 0x followed by 40 hex digits, or empty"},
+    ),
+]
 CountryCode = Annotated[
     str, msgspec.Meta(pattern=r"^[A-Z]{2}$", extra={"expected": "a two-letter country code"})
 ]
@@ -132,7 +139,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     # Streaming payments.
     polygon_rpc_url: OptionalHttpUrl = ""
-    stream_payment_address: Address = ZERO_ADDRESS
+    # Empty: the payments network's deployment file; the zero address: payments off.
+    stream_payment_address: OptionalAddress = ""
     glm_token_address: Address = ZERO_ADDRESS
     stream_min_remaining_seconds: NonNegativeInt = 0
     stream_monitor_enabled: bool = True
@@ -181,9 +189,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return range(self.port_range_start, self.port_range_end)
 
     @property
-    def payments_enabled(self) -> bool:
-        """A zero StreamPayment address means stream-gated rentals are off."""
-        return self.stream_payment_address != ZERO_ADDRESS
+    def payments_switched_off(self) -> bool:
+        """``STREAM_PAYMENT_ADDRESS`` is explicitly the zero address: payments are off.
+
+        Unset (empty), the address comes from the payments network's deployment file.
+        """
+        return self.stream_payment_address.lower() == ZERO_ADDRESS
 
 
 FIELD_NAMES: tuple[str, ...] = Settings.__struct_fields__

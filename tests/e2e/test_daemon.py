@@ -92,7 +92,14 @@ async def test_daemon_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
     assert ("node ready", None) in events
     shutdown = events[events.index(("node stopping", None)) :]
     stops = [child for event, child in shutdown if event == "child stopped"]
-    assert stops == ["api", "vm_lifecycle", "ssh_proxies", "port_verifier", "resource_tracker"]
+    assert stops == [
+        "api",
+        "vm_lifecycle",
+        "ssh_proxies",
+        "vpn_router",
+        "port_verifier",
+        "resource_tracker",
+    ]
     assert shutdown[-1] == ("node stopped", None)
     assert not any(r["level"] in ("error", "critical") for r in records)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import trio
 from node_helpers import NodeProcess, free_block, free_port, ssh, wait_status
 
 from actors.local_chain import LOCAL_STREAM_PAYMENT
@@ -111,6 +112,7 @@ async def test_a_paid_rental_on_the_nodes_own_chain(
         assert again.stdout.strip() == b"paid", again.stderr.decode()
 
         assert (await client.delete(f"{node.url}/vms/{vm['id']}")).status_code == 200
+        last_block = int(await rpc.call("eth_blockNumber", []), 16)
     chain_port = int(rpc_url.rsplit(":", 1)[1])
     assert len(anvils(chain_port)) == 1  # the node's own chain
     await node.stop()
@@ -119,5 +121,68 @@ async def test_a_paid_rental_on_the_nodes_own_chain(
     await node.start()  # the chain's state survived the restart
     async with RpcClient(rpc_url) as rpc:
         stream = await StreamPaymentClient(rpc, LOCAL_STREAM_PAYMENT).get_stream(stream_id)
+        assert int(await rpc.call("eth_blockNumber", []), 16) >= last_block  # no reset
     assert stream is not None
     assert stream.deposit == 2 * RATE * RUNWAY
+    # The empty blocks mined every 2 s were dropped from the state file at the restart.
+    assert "local chain state compacted" in node.log_events()
+
+
+HOUR = 3_600
+SHORT = 20  # seconds of runway above MIN_REMAINING: a stream that runs dry during the test
+
+
+async def test_chain_time_moves_without_transactions(
+    node: NodeProcess, ssh_keypair: tuple[Path, str]
+) -> None:
+    """anvil mines on its own: runway falls, funds vest, a dry stream's VM is stopped."""
+    _, public = ssh_keypair
+
+    async def open_stream(seconds: int) -> int:
+        opened = await node.cli(
+            "streams", "open", "--rate", str(RATE), "--seconds", str(seconds), "--json"
+        )
+        assert opened.returncode == 0, opened.stderr.decode()
+        return int(json.loads(opened.stdout)["stream_id"])
+
+    body = {"resources": {"cpu": 1, "memory": 1, "storage": 10}, "ssh_key": public}
+    async with httpx.AsyncClient(timeout=200) as client:
+        short = await open_stream(MIN_REMAINING + SHORT)
+        created = await client.post(
+            f"{node.url}/vms", json={**body, "name": "short", "stream_id": short}
+        )
+        assert created.status_code == 200, created.text
+        dry = created.json()
+        hour = await open_stream(HOUR)
+        created = await client.post(
+            f"{node.url}/vms", json={**body, "name": "hour", "stream_id": hour}
+        )
+        assert created.status_code == 200, created.text
+        paid = created.json()
+        assert paid["status"] == "running"
+
+        # Nobody transacts from here on: only anvil's own blocks move chain time.
+        with trio.fail_after(30):
+            while True:
+                status = (await client.get(f"{node.url}/vms/{paid['id']}/stream")).json()
+                if status["computed"]["now"] - status["chain"]["startTime"] >= 10:
+                    break
+                await trio.sleep(0.5)
+        assert status["computed"]["remaining_seconds"] < HOUR
+        assert status["computed"]["vested_wei"] > 0
+        listed = await node.cli("streams", "list", "--json")
+        assert listed.returncode == 0, listed.stderr.decode()
+        (entry,) = [s for s in json.loads(listed.stdout)["streams"] if s["vm_id"] == paid["id"]]
+        assert entry["remaining"] <= status["computed"]["remaining_seconds"] < HOUR
+        assert entry["withdrawable"] >= status["computed"]["vested_wei"] > 0
+
+        await wait_status(client, node, dry["id"], "stopped", bound=SHORT + 30)
+        status = (await client.get(f"{node.url}/vms/{dry['id']}/stream")).json()
+        assert status["reason"].startswith("runway too short"), status
+        assert (await client.get(f"{node.url}/vms/{paid['id']}")).json()["status"] == "running"
+
+        withdrawn = await node.cli("streams", "withdraw", "--vm-id", paid["id"], "--json")
+        assert withdrawn.returncode == 0, withdrawn.stderr.decode()
+        (result,) = json.loads(withdrawn.stdout)["results"]
+        assert (result["status"], result["stream_id"]) == ("withdrawn", hour), result
+        assert result["amount_wei"] >= entry["withdrawable"]

@@ -308,13 +308,24 @@ async def test_wallet_shows_address_and_balance(setup: Setup) -> None:
     assert "1.2345 ETH" in out
 
 
-async def test_streaming_disabled(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("PAYMENTS_NETWORK", "mainnet", "no StreamPayment address for payments network"),
+        # The seed's switch: the default network ships a deployment, the zero address wins.
+        ("STREAM_PAYMENT_ADDRESS", "0x" + "00" * 20, "STREAM_PAYMENT_ADDRESS is the zero"),
+    ],
+)
+async def test_streaming_disabled(tmp_path: Path, variable: str, value: str, why: str) -> None:
     env = base_env(tmp_path / "node")
-    env["GOLEM_PROVIDER_PAYMENTS_NETWORK"] = "mainnet"  # no deployment, no address
+    env[f"GOLEM_PROVIDER_{variable}"] = value
     for args in (("list",), ("show", "x"), ("earnings",), ("withdraw", "--all")):
         code, out, _ = await run_cli(env, "streams", *args, "--json")
         assert code == 1
         assert json.loads(out) == {"error": "streaming_disabled"}
+    code, _, err = await run_cli(env, "streams", "list")
+    assert code == 1
+    assert why in err
 
 
 async def test_config_monitor_and_withdraw_persist(tmp_path: Path) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import trio
 
 from golem_actor.kernel import Actor, ActorError, Call, ChildSpec, Inbox, Restart
 from golem_actor.kernel._supervision import SupervisorBase
+
+M = TypeVar("M")
 
 
 class Ping(Call[str], frozen=True):
@@ -49,7 +51,10 @@ class Refused(ActorError):
     pass
 
 
-class Recorder(Actor[object]):
+RecorderMsg = Ping | Crash | Slow | Refuse | Incarnation | Note | Boom | Quit
+
+
+class Recorder(Actor[RecorderMsg]):
     """Writes what happens to it in a shared journal."""
 
     def __init__(
@@ -73,7 +78,7 @@ class Recorder(Actor[object]):
             raise RuntimeError(f"{self.name} cannot start")
         self.journal.append(f"start {self.name}")
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: RecorderMsg) -> Any:
         match request:
             case Ping(text=text):
                 return f"{self.name}:{text}"
@@ -90,7 +95,7 @@ class Recorder(Actor[object]):
                 return self.incarnation
         return await super().handle_call(request)
 
-    async def handle_cast(self, message: object) -> None:
+    async def handle_cast(self, message: RecorderMsg) -> None:
         match message:
             case Note(text=text):
                 self.journal.append(f"{self.name} got {text}")
@@ -114,7 +119,7 @@ def recorder_spec(
     inbox_size: int = 16,
     call_timeout: float = 5.0,
     **options: bool,
-) -> ChildSpec:
+) -> ChildSpec[RecorderMsg]:
     """A spec whose factory counts incarnations, so tests can tell them apart."""
     count = 0
 
@@ -134,7 +139,7 @@ def recorder_spec(
 
 
 @asynccontextmanager
-async def running(sup: SupervisorBase) -> AsyncIterator[trio.Nursery]:
+async def running(sup: SupervisorBase[Any]) -> AsyncIterator[trio.Nursery]:
     """Run `sup` in a nursery; stop it gracefully on exit of the block."""
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run, Inbox(sup.name))
@@ -144,3 +149,20 @@ async def running(sup: SupervisorBase) -> AsyncIterator[trio.Nursery]:
 
 def only(journal: list[str], keep: Callable[[str], bool]) -> list[str]:
     return [line for line in journal if keep(line)]
+
+
+def counted_spec(name: str, make: Callable[[int], Actor[M]], **options: Any) -> ChildSpec[M]:
+    """A spec whose factory hands `make` the incarnation number: 1, 2, ..."""
+    count = 0
+
+    def start() -> Actor[M]:
+        nonlocal count
+        count += 1
+        return make(count)
+
+    return ChildSpec(name, start, **options)
+
+
+def now() -> float:
+    """The virtual time, rounded so tests can compare it with plain literals."""
+    return round(trio.current_time(), 6)

@@ -1,8 +1,11 @@
-"""A small real tree (resource tracker, ssh_proxies, vm_lifecycle) over a MemoryBackend."""
+"""The node's own tree (`supervisors.node_tree`) over a MemoryBackend, for in-process tests.
+
+A fake sshd answers for every VM, ports are on 127.0.0.1, the periods are short; the
+parts differ from a real node's, the wiring is the same.
+"""
 
 from __future__ import annotations
 
-import math
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -15,16 +18,21 @@ from typing import Any
 import msgspec
 import trio
 
-from actors.port_verifier import PortVerifier, VerifierConfig
-from actors.resource_tracker import ResourceTracker
-from actors.vm_lifecycle import GetVm, Operations, VmLifecycle, VmView
+from actors.port_verifier import PortVerifierMsg
+from actors.resource_tracker import ResourceMsg
+from actors.vm_lifecycle import GetVm, LifecycleMsg, VmView
+from actors.wallet import Wallet
 from golem_actor.adapters.backend import Endpoint
 from golem_actor.adapters.backend.memory import MemoryBackend
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.tenancy import Caller
 from golem_actor.domain.vm_machine import VmStatus
-from golem_actor.kernel import Address, ChildSpec, DynamicSupervisor, Inbox, Supervisor
+from golem_actor.images import load_catalog
+from golem_actor.kernel import Address, DynamicSupervisorMsg, Inbox, Supervisor
+from golem_actor.settings import Settings
 from golem_actor.state_store import StateStore
+from supervisors import NodeParts, NodeTree, node_tree
+from supervisors.payments import Payments
 
 BANNER = b"SSH-2.0-fake_sshd\r\n"
 OPERATOR = Caller(operator=True)
@@ -59,22 +67,30 @@ def port_block(size: int = 6) -> range:
 
 @dataclass
 class Node:
-    tree: Supervisor
+    wiring: NodeTree
     backend: MemoryBackend
     store: StateStore
     ports: range
 
     @property
-    def lifecycle(self) -> Address[Any]:
-        return self.tree.child_address("vm_lifecycle")
+    def tree(self) -> Supervisor:
+        return self.wiring.root
 
     @property
-    def proxies(self) -> Address[Any]:
-        return self.tree.child_address("ssh_proxies")
+    def lifecycle(self) -> Address[LifecycleMsg]:
+        return self.wiring.lifecycle
 
     @property
-    def resources(self) -> Address[Any]:
-        return self.tree.child_address("resource_tracker")
+    def proxies(self) -> Address[DynamicSupervisorMsg]:
+        return self.wiring.proxies
+
+    @property
+    def resources(self) -> Address[ResourceMsg]:
+        return self.wiring.resources
+
+    @property
+    def port_verifier(self) -> Address[PortVerifierMsg]:
+        return self.wiring.port_verifier
 
     async def wait_status(self, vm_id: str, status: VmStatus, caller: Caller = OPERATOR) -> VmView:
         with trio.fail_after(10):
@@ -97,168 +113,99 @@ class Node:
 
 
 HOST = Resources.from_gb(cpus=4, memory_gb=8, storage_gb=100)
+OPERATOR_TOKEN = "operator-token-for-tests-0123456789abcdef"
+PROVIDER = "0x" + "ab" * 20
 
 
-def build_tree(
-    backend: MemoryBackend,
-    store: StateStore,
-    ports: range,
-    *,
-    host: Resources = HOST,
-    max_vms: int = 4,
-) -> Supervisor:
-    proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60)
+def node_settings(data: Path, ports: range, *, max_vms: int = 4, **overrides: Any) -> Settings:
+    """A loopback node in `data` whose SSH ports are `ports`, without port checks.
 
-    def lifecycle() -> VmLifecycle:
-        operations = Operations(
-            backend=backend,
-            proxies=tree.child_address("ssh_proxies"),
-            listen_host="127.0.0.1",
-            launch_timeout=5.0,
-            idle_timeout=60.0,
-            max_connections=4,
-        )
-        return VmLifecycle(
-            operations=operations,
-            store=store,
-            resources=tree.child_address("resource_tracker"),
-            port_range=ports,
-            tick_interval=0.05,
-            streams_file=store.root / "streams.json",
-            port_verifier=tree.child_address("port_verifier"),
-        )
-
-    tree = Supervisor(
-        "node",
-        [
-            ChildSpec(
-                "resource_tracker",
-                lambda: ResourceTracker(
-                    storage_path=Path("/"),
-                    reserve=Resources.from_gb(cpus=0, memory_gb=0, storage_gb=0),
-                    max_vms=max_vms,
-                    total=host,
-                ),
-            ),
-            ChildSpec(
-                "port_verifier",
-                lambda: PortVerifier(
-                    VerifierConfig(
-                        provider_host="127.0.0.1",
-                        provider_port=ports.start - 1,
-                        ssh_host="127.0.0.1",
-                        ssh_ports=ports,
-                        servers=(),
-                        quorum=1,
-                        per_server_timeout=1,
-                        public_ip=None,
-                        skip=True,
-                    ),
-                    interval=3600,
-                ),
-            ),
-            ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf),
-            ChildSpec("vm_lifecycle", lifecycle),
-        ],
-        intensity=5,
-        period=60,
+    The API's port is 0 (any free one) unless `port` is among `overrides`: built directly,
+    not through `load_settings`, which would refuse it.
+    """
+    settings = Settings(
+        data_dir=str(data),
+        host="127.0.0.1",
+        port=0,
+        payments_network="none",
+        max_vms=max_vms,
+        launch_timeout_seconds=5.0,
+        reserve_cpu_cores=0,
+        reserve_memory_gb=0,
+        reserve_storage_gb=0,
+        ssh_listen_host="127.0.0.1",
+        ssh_idle_timeout_seconds=60.0,
+        ssh_max_connections_per_vm=4,
+        port_range_start=ports.start,
+        port_range_end=ports.stop,
+        public_ip="127.0.0.1",
+        port_check_servers=[],
+        skip_port_verification=True,
+        port_check_interval_seconds=3600,
+        stream_min_withdraw_wei=1,
     )
-    return tree
+    return msgspec.structs.replace(settings, **overrides)
+
+
+def node_parts(
+    settings: Settings,
+    backend: MemoryBackend,
+    *,
+    store: StateStore | None = None,
+    host: Resources = HOST,
+    payments: Payments | None = None,
+    wallet: Wallet | None = None,
+    payment_period: float = 0.2,
+) -> NodeParts:
+    """The node's parts with a memory backend, a fixed token and identity, short periods."""
+    return NodeParts(
+        settings=settings,
+        backend=backend,
+        catalog=load_catalog(None),
+        store=StateStore(settings.data_path) if store is None else store,
+        operator_token=OPERATOR_TOKEN,
+        provider_id=PROVIDER,
+        platform="x86_64",
+        payments=payments,
+        wallet=None if wallet is None else (lambda: wallet),
+        host_capacity=host,
+        version="test",
+        lifecycle_tick=0.05,
+        payment_period=payment_period,
+    )
+
+
+@asynccontextmanager
+async def running_tree(parts: NodeParts) -> AsyncIterator[NodeTree]:
+    """`node_tree(parts)` running until the block ends (then cancelled)."""
+    tree = node_tree(parts)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(tree.root.run, Inbox("node"))
+        yield tree
+        tree.root.request_stop()
+        nursery.cancel_scope.cancel()
+
+
+async def _serve_fake_sshd(nursery: trio.Nursery) -> Endpoint:
+    listeners = await nursery.start(partial(trio.serve_tcp, fake_sshd, 0, host="127.0.0.1"))
+    return Endpoint("127.0.0.1", listeners[0].socket.getsockname()[1])
 
 
 @asynccontextmanager
 async def running_node(data: Path, backend: MemoryBackend | None = None) -> AsyncIterator[Node]:
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, fake_sshd, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-        backend = backend or MemoryBackend(ssh=Endpoint("127.0.0.1", port))
-        backend.ssh = Endpoint("127.0.0.1", port)
+        ssh = await _serve_fake_sshd(nursery)
+        backend = backend or MemoryBackend(ssh=ssh)
+        backend.ssh = ssh
         for vm_id, machine in backend.machines.items():  # this run's fake sshd
             if machine.ssh is not None:
                 backend.machines[vm_id] = msgspec.structs.replace(machine, ssh=backend.ssh)
         store = StateStore(data)
         ports = port_block()
-        tree = build_tree(backend, store, ports)
-        await nursery.start(tree.run, Inbox("node"))
-        yield Node(tree, backend, store, ports)
-        tree.request_stop()
+        parts = node_parts(node_settings(data, ports), backend, store=store)
+        async with running_tree(parts) as tree:
+            yield Node(tree, backend, store, ports)
         nursery.cancel_scope.cancel()
-
-
-OPERATOR_TOKEN = "operator-token-for-tests-0123456789abcdef"
-
-
-def build_tree_with_api(
-    backend: MemoryBackend,
-    store: StateStore,
-    ports: range,
-    *,
-    host: Resources,
-    max_vms: int,
-    payments: Any = None,
-    monitor_interval: float = 0.2,
-    wallet: Any = None,
-) -> Supervisor:
-    from actors.api import ApiActor, ApiContext, ProviderInfo  # noqa: PLC0415
-    from golem_actor.images import load_catalog  # noqa: PLC0415
-
-    inner = build_tree(backend, store, ports, host=host, max_vms=max_vms)
-
-    def api() -> ApiActor:
-        context = ApiContext(
-            version="test",
-            lifecycle=inner.child_address("vm_lifecycle"),
-            port_verifier=inner.child_address("port_verifier"),
-            resources=inner.child_address("resource_tracker"),
-            catalog=load_catalog(None),
-            backend_kind="qemu",
-            minimum=(1, 1, 10),
-            ssh_host="127.0.0.1",
-            operator_token=OPERATOR_TOKEN,
-            provider=ProviderInfo(
-                provider_id="0x" + "ab" * 20,
-                stream_payment_address="0x" + "00" * 20,
-                glm_token_address="0x" + "00" * 20,
-                ip_address=None,
-                country="SE",
-                platform="x86_64",
-            ),
-            payments_enabled=payments is not None,
-            payments=None if payments is None else payments.gate,
-            create_timeout=10.0,
-        )
-        return ApiActor(context, host="127.0.0.1", port=0)
-
-    def monitor() -> Any:
-        from actors.stream_monitor import StreamMonitor  # noqa: PLC0415
-
-        return StreamMonitor(
-            client=payments.client,
-            lifecycle=inner.child_address("vm_lifecycle"),
-            store=store,
-            interval=monitor_interval,
-            min_remaining=payments.gate.min_remaining,
-        )
-
-    def scheduler() -> Any:
-        from actors.withdraw_scheduler import WithdrawScheduler  # noqa: PLC0415
-
-        return WithdrawScheduler(
-            client=payments.client,
-            lifecycle=inner.child_address("vm_lifecycle"),
-            wallet=root.child_address("wallet"),
-            interval=monitor_interval,
-            min_wei=1,
-        )
-
-    children = [ChildSpec("node", lambda: inner, shutdown=math.inf), ChildSpec("api", api)]
-    if payments is not None:
-        children.insert(1, ChildSpec("stream_monitor", monitor))
-    if wallet is not None:  # a Wallet actor: it comes first, and withdrawals are on
-        children.insert(0, ChildSpec("wallet", lambda: wallet))
-        children.insert(2, ChildSpec("withdraw_scheduler", scheduler))
-    root = Supervisor("root", children, intensity=5, period=60)
-    return root
 
 
 @dataclass
@@ -274,20 +221,25 @@ async def running_api(
     host: Resources = HOST,
     max_vms: int = 4,
     ports: int = 6,
-    payments: Any = None,
-    wallet: Any = None,
+    payments: Payments | None = None,
+    wallet: Wallet | None = None,
 ) -> AsyncIterator[ApiNode]:
+    """The node's tree with its API; `wallet` (with `payments`) turns withdrawals on."""
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, fake_sshd, 0, host="127.0.0.1"))
-        backend = MemoryBackend(ssh=Endpoint("127.0.0.1", listeners[0].socket.getsockname()[1]))
+        backend = MemoryBackend(ssh=await _serve_fake_sshd(nursery))
         store = StateStore(data)
         block = port_block(ports)
-        root = build_tree_with_api(
-            backend, store, block, host=host, max_vms=max_vms, payments=payments, wallet=wallet
+        settings = node_settings(
+            data,
+            block,
+            max_vms=max_vms,
+            stream_min_remaining_seconds=0 if payments is None else payments.gate.min_remaining,
+            stream_withdraw_enabled=wallet is not None,
         )
-        await nursery.start(root.run, Inbox("root"))
-        inner = root.child_actor("node")
-        api = root.child_actor("api")
-        yield ApiNode(Node(inner, backend, store, block), api.bound[0] + "/api/v1")
-        root.request_stop()
+        parts = node_parts(
+            settings, backend, store=store, host=host, payments=payments, wallet=wallet
+        )
+        async with running_tree(parts) as tree:
+            api = tree.root.child_actor("api")
+            yield ApiNode(Node(tree, backend, store, block), api.bound[0] + "/api/v1")
         nursery.cancel_scope.cancel()

@@ -12,6 +12,10 @@ import trio
 from lifecycle_harness import OPERATOR_TOKEN, running_api
 from openapi_spec_validator import validate
 
+from golem_actor.settings import ZERO_ADDRESS, load_settings
+from supervisors.node import with_local_chain
+from supervisors.payments import payments_for
+
 
 def make_key(payload: bytes = b"k" * 32) -> str:
     kind = b"ssh-ed25519"
@@ -224,3 +228,31 @@ async def test_openapi_document_is_valid_and_complete(tmp_path: Path) -> None:
     schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert {"name", "resources", "cpu_cores", "ssh_key", "stream_id"} <= set(schema["properties"])
     assert "ResourcesBody" in document["components"]["schemas"]  # nested refs resolve
+
+
+@pytest.mark.parametrize("network", ["l2.holesky", "local"])
+async def test_an_explicit_zero_stream_payment_address_turns_payments_off(
+    tmp_path: Path, network: str
+) -> None:
+    """The seed's switch, from the environment to the API: unset means the network's
+    deployment (payments on), the zero address written explicitly means payments off."""
+    env = {
+        "GOLEM_PROVIDER_DATA_DIR": str(tmp_path / "data"),
+        "GOLEM_PROVIDER_PAYMENTS_NETWORK": network,
+        "GOLEM_PROVIDER_POLYGON_RPC_URL": "http://127.0.0.1:9/",  # never read here
+    }
+    provider = "0x" + "ab" * 20
+    on = payments_for(with_local_chain(load_settings(env=env)), provider)
+    assert on is not None  # the shipped l2.json, or the node's own chain
+    settings = load_settings(env={**env, "GOLEM_PROVIDER_STREAM_PAYMENT_ADDRESS": ZERO_ADDRESS})
+    off = payments_for(with_local_chain(settings), provider)
+    assert off is None
+    # On, the streams route reads the chain (503: nothing listens on port 9); off, it is 400.
+    for payments, create_status, streams_status in ((on, 400, 503), (off, 200, 400)):
+        node = running_api(tmp_path / f"node-{create_status}", payments=payments)
+        async with node as api, httpx.AsyncClient() as client:
+            created = await client.post(f"{api.url}/vms", json=body())  # no stream_id
+            assert created.status_code == create_status, created.text
+            streams = await client.get(f"{api.url}/payments/streams", headers=OPERATOR)
+            assert streams.status_code == streams_status, streams.text
+    assert streams.json()["detail"] == "streaming payments not enabled on this provider"

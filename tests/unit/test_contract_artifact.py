@@ -25,6 +25,8 @@ from golem_actor.adapters.chain.artifacts import (
 )
 
 # The upstream StreamPayment interface (reference, section 6.1), signature by signature.
+pytestmark = pytest.mark.tools  # solcjs recompiles the contracts
+
 REFERENCE_FUNCTIONS = {
     "oracle()": ("view", ["address"]),
     "nextStreamId()": ("view", ["uint256"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import structlog
@@ -22,7 +23,7 @@ from golem_actor.kernel import (
 )
 
 
-def three(journal: list[str], **restarts: Restart) -> list[ChildSpec]:
+def three(journal: list[str], **restarts: Restart) -> list[ChildSpec[Any]]:
     return [
         recorder_spec(name, journal, restart=restarts.get(name, Restart.PERMANENT))
         for name in ("a", "b", "c")

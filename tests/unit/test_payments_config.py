@@ -102,8 +102,27 @@ def test_mainnet_without_deployment_is_disabled_and_has_no_faucet(tmp_path: Path
     assert not config.enabled
     assert config.stream_payment_address == ZERO_ADDRESS
     assert config.address_source == ""
+    assert config.off_reason == "no StreamPayment address for payments network 'mainnet'"
     assert config.rpc_url == ""
     assert config.faucet is None
+
+
+def test_an_explicit_zero_address_turns_payments_off(tmp_path: Path) -> None:
+    # The seed's switch: set explicitly, the zero address wins over every deployment file.
+    _write(tmp_path / "data" / "deployments" / "l2.json", OURS, TOKEN)
+    env = {"GOLEM_DEPLOYMENTS_DIR": str(_write(tmp_path / "dir" / "l2.json", OURS).parent)}
+    for network in ("l2.holesky", "local"):
+        settings = _settings(
+            tmp_path, payments_network=network, stream_payment_address=ZERO_ADDRESS
+        )
+        config = resolve_payments(settings, env=env)
+        assert not config.enabled, network
+        assert config.stream_payment_address == ZERO_ADDRESS
+        assert config.address_source == ""
+        assert config.token_address == ZERO_ADDRESS  # no deployment's token either
+        assert config.off_reason == "STREAM_PAYMENT_ADDRESS is the zero address"
+    unset = resolve_payments(_settings(tmp_path), env=env)  # the same files, address unset
+    assert (unset.enabled, unset.stream_payment_address, unset.off_reason) == (True, OURS, "")
 
 
 def test_local_profile(tmp_path: Path) -> None:

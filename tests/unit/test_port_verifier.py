@@ -164,16 +164,10 @@ async def test_disagreeing_servers_are_settled_by_the_quorum(quorum: int, reacha
 async def test_a_vm_created_while_some_ports_are_unverified_gets_a_verified_port(
     tmp_path: Path,
 ) -> None:
-    import math  # noqa: PLC0415
+    from lifecycle_harness import fake_sshd, node_parts, node_settings, running_tree  # noqa: PLC0415
 
-    from lifecycle_harness import fake_sshd  # noqa: PLC0415
-
-    from actors.resource_tracker import ResourceTracker  # noqa: PLC0415
-    from actors.vm_lifecycle import Operations, VmLifecycle  # noqa: PLC0415
     from golem_actor.adapters.backend import Endpoint  # noqa: PLC0415
     from golem_actor.adapters.backend.memory import MemoryBackend  # noqa: PLC0415
-    from golem_actor.kernel import DynamicSupervisor  # noqa: PLC0415
-    from golem_actor.state_store import StateStore  # noqa: PLC0415
 
     ports = port_block(8)
     ssh = ports[1:]
@@ -181,54 +175,26 @@ async def test_a_vm_created_while_some_ports_are_unverified_gets_a_verified_port
     async with checkers(blocked, blocked) as urls, trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, fake_sshd, 0, host="127.0.0.1"))
         backend = MemoryBackend(ssh=Endpoint("127.0.0.1", listeners[0].socket.getsockname()[1]))
-        proxies = DynamicSupervisor("ssh_proxies")
-
-        def lifecycle() -> VmLifecycle:
-            return VmLifecycle(
-                operations=Operations(
-                    backend=backend,
-                    proxies=tree.child_address("ssh_proxies"),
-                    listen_host="127.0.0.1",
-                    launch_timeout=5,
-                    idle_timeout=60,
-                    max_connections=4,
-                ),
-                store=StateStore(tmp_path),
-                resources=tree.child_address("resource_tracker"),
-                port_range=ssh,
-                port_verifier=tree.child_address("port_verifier"),
-            )
-
-        tree = Supervisor(
-            "node",
-            [
-                ChildSpec(
-                    "resource_tracker",
-                    lambda: ResourceTracker(
-                        storage_path=tmp_path,
-                        reserve=Resources.from_gb(cpus=0, memory_gb=0, storage_gb=0),
-                        max_vms=4,
-                        total=Resources.from_gb(cpus=4, memory_gb=8, storage_gb=100),
-                    ),
-                ),
-                ChildSpec("port_verifier", lambda: PortVerifier(config(urls, ssh), interval=3600)),
-                ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf),
-                ChildSpec("vm_lifecycle", lifecycle),
-            ],
+        settings = node_settings(
+            tmp_path,
+            ssh,
+            port=ports.start,  # the API, on a port the checkers can reach
+            port_check_servers=urls,
+            skip_port_verification=False,
+            port_check_timeout_seconds=5.0,
         )
-        await nursery.start(tree.run, Inbox("node"))
-        usable = await tree.child_address("port_verifier").call(GetUsablePorts())
-        assert usable.verified
-        assert usable.ports == tuple(ssh[3:])
-        view = await tree.child_address("vm_lifecycle").call(
-            CreateVm(
-                caller=Caller(),
-                name="web",
-                resources=Resources.from_gb(cpus=1, memory_gb=1, storage_gb=10),
-                image="test-guest",
-                authorized_keys=(KEY,),
+        async with running_tree(node_parts(settings, backend)) as tree:
+            usable = await tree.port_verifier.call(GetUsablePorts())
+            assert usable.verified
+            assert usable.ports == tuple(ssh[3:])
+            view = await tree.lifecycle.call(
+                CreateVm(
+                    caller=Caller(),
+                    name="web",
+                    resources=Resources.from_gb(cpus=1, memory_gb=1, storage_gb=10),
+                    image="test-guest",
+                    authorized_keys=(KEY,),
+                )
             )
-        )
-        assert view.ssh_port == ssh[3]  # the lowest *verified* port, not the lowest free one
-        tree.request_stop()
+            assert view.ssh_port == ssh[3]  # the lowest *verified* port, not the lowest free one
         nursery.cancel_scope.cancel()

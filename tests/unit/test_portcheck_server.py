@@ -407,6 +407,7 @@ async def first_line(stream: trio.abc.ReceiveStream) -> bytes:
     return received.split(b"\n", 1)[0]
 
 
+@pytest.mark.tools  # a process of its own
 async def test_the_module_runs_as_a_command_and_stops_on_sigterm() -> None:
     argv = [sys.executable, "-m", "golem_actor.portcheck", "serve", "--host", LOCAL]
     argv += ["--port", "0", "--log-format", "json"]

@@ -53,6 +53,8 @@ from golem_actor.adapters.qemu._disk import GIB, create_data_disk, create_overla
 from golem_actor.domain.resources import Resources
 from golem_actor.images import CloudImage, ImageCatalog, ImageEntry, TestGuestImage
 
+pytestmark = pytest.mark.tools  # the real qemu-img, and stand-in qemu-system processes
+
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxQ1BvNkXbA4Io+8W3yTsqpXb0H0Ek8cL2uXnS0Jd6y test"
 BASE = b"not really a disk image, but raw bytes are a valid raw image\n" * 1024
 BASE_SHA = hashlib.sha256(BASE).hexdigest()

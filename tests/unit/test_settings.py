@@ -60,8 +60,8 @@ def test_defaults_match_the_struct_and_expand_the_data_dir(tmp_path: Path) -> No
         "https://ports1.golem.network",
         "https://ports2.golem.network",
     ]
-    assert settings.stream_payment_address == ZERO_ADDRESS
-    assert not settings.payments_enabled
+    assert settings.stream_payment_address == ""  # unset: the deployment file decides
+    assert not settings.payments_switched_off
 
 
 def test_defaults_file_lists_every_field() -> None:
@@ -237,7 +237,27 @@ def test_literals_and_strings(data_dir: Path) -> None:
         "debug",
     )
     assert settings.provider_name == "my node"
-    assert settings.payments_enabled
+    assert settings.stream_payment_address == "0x" + "aB" * 20
+    assert not settings.payments_switched_off
+
+
+@pytest.mark.parametrize(
+    ("value", "switched_off"),
+    [("", False), (ZERO_ADDRESS, True), ("0x" + "aB" * 20, False)],
+)
+def test_stream_payment_address_unset_set_or_explicitly_zero(
+    data_dir: Path, value: str, switched_off: bool
+) -> None:
+    # The zero address, written by the operator, is the seed's "payments off" switch; only
+    # an empty (or absent) value leaves the choice to the payments network's deployment.
+    from_env = load_settings(env=base_env(data_dir, STREAM_PAYMENT_ADDRESS=value))
+    assert (from_env.stream_payment_address, from_env.payments_switched_off) == (
+        value,
+        switched_off,
+    )
+    write_dotenv(data_dir, f"GOLEM_PROVIDER_STREAM_PAYMENT_ADDRESS={value}\n")
+    from_file = load_settings(env=base_env(data_dir))
+    assert from_file.payments_switched_off is switched_off
 
 
 def test_cli_values_are_typed_or_text(data_dir: Path) -> None:
@@ -274,6 +294,7 @@ def test_cli_values_are_typed_or_text(data_dir: Path) -> None:
             "expected one of 'testnet', 'mainnet', 'development', got 'staging'",
         ),
         ("GLM_TOKEN_ADDRESS", "0x12", "expected an address of the form 0x followed by 40 hex"),
+        ("STREAM_PAYMENT_ADDRESS", "0x12", "expected an address of the form 0x followed by"),
         ("PROVIDER_COUNTRY", "se", "expected a two-letter country code, got 'se'"),
         ("PORT_CHECK_SERVERS", "ftp://x", "expected a JSON array or a comma-separated list of"),
         ("PORT_CHECK_SERVERS", '["http://a", 1]', "expected a JSON array or a comma-separated"),

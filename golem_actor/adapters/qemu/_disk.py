@@ -8,8 +8,15 @@ Disks are created under a temp name and renamed into place, so "``disk.qcow2`` e
 always means "a complete disk" (a crash mid-create leaves only a temp file that the VM
 directory's removal sweeps):
 
-* test guest: an empty qcow2 of ``storage_gib`` (the guest runs from its initramfs and
-  sees the disk as ``/dev/vda``);
+* test guest: a qcow2 of ``storage_gib`` holding an empty ext4 filesystem labelled
+  ``golem-data`` (the guest mounts it and keeps ``/root``, ``/home`` and its SSH host key
+  there, so they survive stop/start). Formatted here rather than in the guest: the host's
+  ``mke2fs`` takes milliseconds on a sparse raw file (``assume_storage_prezeroed``: nothing
+  is zeroed, so the guest's kernel has no lazy inode-table init to do either), while the
+  guest's busybox only makes journal-less ext2, slowly under TCG. The feature list is
+  spelled out (``-O none,...``) so that a newer host ``mke2fs`` cannot enable a feature
+  the guest's kernel (Debian 12's 6.1) does not know. ``qemu-img convert`` then turns the
+  sparse raw file into a qcow2 of a few MiB;
 * cloud image: a qcow2 overlay whose backing file is the verified base image (format
   given explicitly, never probed), with the virtual size of the request. A base larger
   than the request is refused rather than silently shrunk.
@@ -18,6 +25,7 @@ directory's removal sweeps):
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,10 +36,17 @@ import trio
 from golem_actor._atomic import fsync_dir, temp_path_for
 from golem_actor.adapters.backend import BackendError
 
-__all__ = ["GIB", "create_data_disk", "create_overlay", "disk_info", "run_tool"]
+__all__ = ["DATA_LABEL", "GIB", "create_data_disk", "create_overlay", "disk_info", "run_tool"]
 
 GIB = 1 << 30
 TOOL_TIMEOUT = 120.0
+DATA_LABEL = "golem-data"
+"""The ext4 label by which the test guest finds its data disk."""
+# All understood by Linux 6.1 (and by e2fsck 1.46+); no orphan_file, no metadata_csum_seed.
+EXT4_FEATURES = (
+    "has_journal,ext_attr,resize_inode,dir_index,filetype,extent,64bit,flex_bg,"
+    "sparse_super,large_file,huge_file,dir_nlink,extra_isize,metadata_csum"
+)
 
 
 async def run_tool(argv: list[str], *, what: str, time_limit: float = TOOL_TIMEOUT) -> bytes:
@@ -80,9 +95,60 @@ async def _create(
             await trio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
 
 
-async def create_data_disk(target: Path, storage_gib: int, *, qemu_img: str = "qemu-img") -> None:
-    """An empty qcow2 of ``storage_gib`` GiB at ``target``."""
-    await _create(target, [], storage_gib * GIB, "creating the data disk", qemu_img)
+def _unlink(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
+def _tool(name: str) -> str:
+    """``name`` found on PATH or in the sbin directories (not on a normal user's PATH)."""
+    if "/" in name:
+        return name
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=search) or name
+
+
+async def create_data_disk(
+    target: Path, storage_gib: int, *, qemu_img: str = "qemu-img", mke2fs: str = "mke2fs"
+) -> None:
+    """A qcow2 of ``storage_gib`` GiB at ``target`` holding an empty ext4 (``DATA_LABEL``)."""
+    raw, tmp = temp_path_for(target), temp_path_for(target)
+    what = "formatting the data disk"
+    try:
+
+        def sparse_file() -> None:
+            with raw.open("xb") as f:
+                f.truncate(storage_gib * GIB)
+
+        await trio.to_thread.run_sync(sparse_file)
+        mkfs = [
+            await trio.to_thread.run_sync(_tool, mke2fs),
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            f"none,{EXT4_FEATURES}",
+            "-m",
+            "0",
+        ]
+        mkfs += ["-L", DATA_LABEL, "-E", "assume_storage_prezeroed=1,nodiscard", str(raw)]
+        await run_tool(mkfs, what=what)
+        convert = [qemu_img, "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(tmp)]
+        await run_tool(convert, what=what)
+        await trio.to_thread.run_sync(_fsync, tmp)
+        await trio.to_thread.run_sync(os.replace, tmp, target)
+        await trio.to_thread.run_sync(fsync_dir, target.parent)
+    except OSError as exc:
+        raise BackendError(f"{what}: {exc}") from exc
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(_unlink, raw, tmp)
 
 
 async def create_overlay(

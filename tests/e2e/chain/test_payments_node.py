@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from actors.api.payments import PaymentGate
-from actors.wallet import Wallet
+from actors.wallet import GetWalletInfo, Wallet, Withdraw
 from golem_actor.adapters.chain.rpc import RpcClient
 from golem_actor.adapters.chain.stream_payment import StreamPaymentClient
 from golem_actor.domain.streams import SECONDS_PER_MONTH
@@ -31,6 +31,7 @@ from .conftest import AnvilNode, Parties
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "unit"))  # the shared in-process harness
 from lifecycle_harness import OPERATOR_TOKEN, running_api
+from payments_fakes import hosted
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +79,15 @@ async def paid_node(
     async with running_api(tmp_path, payments=payments, wallet=wallet) as node:
         yield node.url, rpc
     await rpc.aclose()
+
+
+def provider_key_dir(tmp_path: Path, provider: Any) -> Path:
+    """A key directory holding the provider's key, as the node keeps it."""
+    key_dir = tmp_path / "keys"
+    key_dir.mkdir()
+    key = ProviderKey(address=provider.address, private_key=provider.key.hex())
+    (key_dir / "provider_key.json").write_bytes(msgspec.json.encode(key))
+    return key_dir
 
 
 async def create(
@@ -219,10 +229,7 @@ async def test_the_withdraw_scheduler_withdraws_what_vested(
     deployed_stream_payment: Contract,
 ) -> None:
     sp, sender, provider = deployed_stream_payment, parties.sender, parties.recipient
-    key_dir = tmp_path / "keys"
-    key_dir.mkdir()
-    key = ProviderKey(address=provider.address, private_key=provider.key.hex())
-    (key_dir / "provider_key.json").write_bytes(msgspec.json.encode(key))
+    key_dir = provider_key_dir(tmp_path, provider)
     rate = 10**12  # enough to be worth the gas of a withdrawal on anvil
     stream_id = await open_stream(sp, sender, provider.address, rate=rate, seconds=10_000)
     reader = StreamPaymentClient(RpcClient(anvil.url), sp.address)
@@ -244,3 +251,38 @@ async def test_the_withdraw_scheduler_withdraws_what_vested(
     assert state.withdrawn >= rate * 2_000  # at least what had vested at the tick
     assert 0 < state.withdrawn - gained < 10**15  # the balance grew by it, minus the gas
     await reader.rpc.aclose()
+
+
+async def test_the_wallet_answers_a_withdrawal_once_it_is_mined(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    chain: Chain,
+    parties: Parties,
+    deployed_stream_payment: Contract,
+) -> None:
+    sp, sender, provider = deployed_stream_payment, parties.sender, parties.recipient
+    rate = 10**12
+    stream_id = await open_stream(sp, sender, provider.address, rate=rate, seconds=10_000)
+    await chain.increase_time(2_000)
+    wallet = Wallet(
+        key_dir=provider_key_dir(tmp_path, provider),
+        rpc_url=anvil.url,
+        contract=sp.address,
+        max_fee_cap_wei=10**12,
+    )
+    async with hosted(wallet, "wallet") as address:
+        info = await address.call(GetWalletInfo())
+        assert info.address == provider.address
+        assert info.balance_wei == await chain.balance(provider.address)
+        withdraw = Withdraw(stream_id=stream_id, withdrawable_wei=rate * 2_000, min_wei=1)
+        outcome = await address.with_call_timeout(60).call(withdraw)
+        after = await address.call(GetWalletInfo())
+    assert outcome.withdrawn, outcome
+    assert outcome.tx_hash is not None
+    assert outcome.fee_wei > 0
+    reader = StreamPaymentClient(RpcClient(anvil.url), sp.address)
+    state = await reader.get_stream(stream_id)
+    await reader.rpc.aclose()
+    assert state is not None
+    assert state.withdrawn >= rate * 2_000
+    assert after.balance_wei == info.balance_wei + state.withdrawn - outcome.fee_wei

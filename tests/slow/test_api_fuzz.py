@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 import trio
-from lifecycle_harness import OPERATOR_TOKEN, running_api
 
 from golem_actor.domain.resources import Resources
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # the shared in-process harness
+from lifecycle_harness import OPERATOR_TOKEN, running_api
 
 # Room for anything the schema allows, so that refusals are the client's fault (4xx);
 # a full node's 503 is by design and tested elsewhere.

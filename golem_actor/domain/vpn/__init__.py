@@ -1,0 +1,1 @@
+"""Golem VPN: pure rules of the node's virtual networks (no IO, no trio)."""

@@ -1,0 +1,236 @@
+"""The node's root supervisor, built from its parts without any IO.
+
+Start order is the order below; stop order is its reverse, so the API stops taking
+requests first and the SSH proxies (tenants' live sessions) go last. Calls only go from
+later actors to earlier ones (api -> vm_lifecycle -> ssh_proxies, resource_tracker), so
+they cannot deadlock.
+
+The root is one_for_one: addresses survive restarts, so a crashed actor comes back
+without taking its siblings down with it. rest_for_one would restart every actor started
+after the crashed one, and a crash of an early actor would then drop every tenant's SSH
+session, which the product promises never to do. A crash of vm_lifecycle leaves the VMs
+and their proxies running: the new incarnation reloads the registry and adopts them.
+The intensity (5 restarts a minute) is the node-wide burst we tolerate before the process
+exits non-zero for its service manager to restart it.
+
+This is the one place the tree is wired: the node (`build_node`), the tests and the
+benchmarks all call `node_tree`, each with parts of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from actors.api import ApiActor, ApiContext, ProviderInfo
+from actors.local_chain import LocalChain
+from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
+from actors.resource_tracker import ResourceMsg, ResourceTracker
+from actors.stream_monitor import StreamMonitor
+from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle
+from actors.vpn_router import VpnMsg, VpnRouter
+from actors.withdraw_scheduler import WithdrawScheduler
+from golem_actor.domain.resources import Resources
+from golem_actor.kernel import (
+    Address,
+    ChildSpec,
+    DynamicSupervisor,
+    DynamicSupervisorMsg,
+    Strategy,
+    Supervisor,
+)
+from golem_actor.runtime import StopHandle
+from golem_actor.settings import ZERO_ADDRESS, Settings
+
+from .parts import NodeParts
+
+ROOT_INTENSITY = 5
+ROOT_PERIOD = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeTree:
+    """The root supervisor, its stop handle, and typed addresses of its core children.
+
+    The addresses belong to the tree (stable across restarts of the children).
+    """
+
+    root: Supervisor
+    stop: StopHandle  # what the API's shutdown route asks; `run_node` watches it
+    resources: Address[ResourceMsg]
+    port_verifier: Address[PortVerifierMsg]
+    proxies: Address[DynamicSupervisorMsg]
+    lifecycle: Address[LifecycleMsg]
+    vpn_router: Address[VpnMsg]
+
+
+def verifier_settings(settings: Settings) -> VerifierConfig:
+    return VerifierConfig(
+        provider_host=settings.host,
+        provider_port=settings.port,
+        ssh_host=settings.ssh_listen_host,
+        ssh_ports=settings.ssh_ports,
+        servers=tuple(settings.port_check_servers),
+        quorum=settings.port_check_quorum,
+        per_server_timeout=settings.port_check_timeout_seconds,
+        public_ip=None if settings.public_ip == "auto" else settings.public_ip,
+        skip=settings.skip_port_verification,
+        public_ip_services=tuple(settings.public_ip_services),
+    )
+
+
+def provider_info(parts: NodeParts) -> ProviderInfo:
+    """What `/provider/info` says about this node."""
+    settings, payments = parts.settings, parts.payments
+    return ProviderInfo(
+        provider_id=parts.provider_id,
+        stream_payment_address=payments.contract if payments else ZERO_ADDRESS,
+        glm_token_address=payments.token if payments else settings.glm_token_address,
+        ip_address=None if settings.public_ip == "auto" else settings.public_ip,
+        country=settings.provider_country,
+        platform=parts.platform,
+    )
+
+
+def node_tree(parts: NodeParts) -> NodeTree:
+    """The whole tree; pure: every actor's IO happens when it starts."""
+    settings, store, payments = parts.settings, parts.store, parts.payments
+    data = settings.data_path
+    stop = StopHandle()
+    period = parts.payment_period
+    monitor_period = settings.stream_monitor_interval_seconds if period is None else period
+    withdraw_period = settings.stream_withdraw_interval_seconds if period is None else period
+    proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60.0)
+    reserve = Resources.from_gb(
+        cpus=settings.reserve_cpu_cores,
+        memory_gb=settings.reserve_memory_gb,
+        storage_gb=settings.reserve_storage_gb,
+    )
+
+    # The factories run when each child starts, by which time `tree` exists and hands out
+    # its children's addresses.
+    def resource_tracker() -> ResourceTracker:
+        return ResourceTracker(
+            storage_path=data,
+            reserve=reserve,
+            max_vms=settings.max_vms,
+            total=parts.host_capacity,
+        )
+
+    def port_verifier() -> PortVerifier:
+        return PortVerifier(
+            verifier_settings(settings),
+            interval=settings.port_check_interval_seconds,
+            backend_probe=parts.backend_probe,
+        )
+
+    def vm_lifecycle() -> VmLifecycle:
+        operations = Operations(
+            backend=parts.backend,
+            proxies=tree.address_of(proxies_spec),
+            listen_host=settings.ssh_listen_host,
+            launch_timeout=settings.launch_timeout_seconds,
+            idle_timeout=settings.ssh_idle_timeout_seconds,
+            max_connections=settings.ssh_max_connections_per_vm,
+        )
+        return VmLifecycle(
+            operations=operations,
+            store=store,
+            resources=tree.address_of(resources_spec),
+            port_range=settings.ssh_ports,
+            tick_interval=parts.lifecycle_tick,
+            streams_file=data / "streams.json",
+            port_verifier=tree.address_of(verifier_spec),
+        )
+
+    def api() -> ApiActor:
+        context = ApiContext(
+            version=parts.version,
+            lifecycle=tree.address_of(lifecycle_spec),
+            port_verifier=tree.address_of(verifier_spec),
+            resources=tree.address_of(resources_spec),
+            catalog=parts.catalog,
+            backend_kind=parts.backend.kind,
+            minimum=(settings.min_cpu_cores, settings.min_memory_gb, settings.min_storage_gb),
+            ssh_host="localhost" if settings.public_ip == "auto" else settings.public_ip,
+            operator_token=parts.operator_token,
+            provider=provider_info(parts),
+            payments_enabled=payments is not None,
+            payments=None if payments is None else payments.gate,
+            create_timeout=settings.launch_timeout_seconds + 30.0,
+            stop=stop,
+            vpn_router=tree.address_of(vpn_spec),
+        )
+        return ApiActor(context, host=settings.host, port=settings.port)
+
+    def local_chain() -> LocalChain:
+        assert payments is not None
+        return LocalChain(rpc_url=payments.rpc_url, data_dir=data, provider=parts.provider_id)
+
+    def stream_monitor() -> StreamMonitor:
+        assert payments is not None
+        lifecycle = tree.address_of(lifecycle_spec)
+        return StreamMonitor(
+            client=payments.client,
+            lifecycle=lifecycle,
+            store=store,
+            interval=monitor_period,
+            min_remaining=settings.stream_min_remaining_seconds,
+        )
+
+    def withdraw_scheduler() -> WithdrawScheduler:
+        assert payments is not None
+        assert wallet_spec is not None
+        # Bound first: mypy would infer the spec's type from the narrower parameter.
+        lifecycle, wallet = tree.address_of(lifecycle_spec), tree.address_of(wallet_spec)
+        return WithdrawScheduler(
+            client=payments.client,
+            lifecycle=lifecycle,
+            wallet=wallet,
+            interval=withdraw_period,
+            min_wei=settings.stream_min_withdraw_wei,
+        )
+
+    paid = payments is not None
+    local = paid and settings.payments_network == "local"
+    wallet_spec = (
+        ChildSpec("wallet", parts.wallet, shutdown=30.0) if parts.wallet is not None else None
+    )
+    resources_spec = ChildSpec("resource_tracker", resource_tracker)
+    verifier_spec = ChildSpec("port_verifier", port_verifier, shutdown=5.0)
+    vpn_spec = ChildSpec("vpn_router", lambda: VpnRouter(store=store), shutdown=5.0)
+    proxies_spec = ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf)
+    lifecycle_spec = ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0)
+    monitoring = paid and settings.stream_monitor_enabled
+    withdrawing = paid and wallet_spec is not None and settings.stream_withdraw_enabled
+    children: list[ChildSpec[Any]] = [
+        *([ChildSpec("local_chain", local_chain, shutdown=15.0)] if local else []),
+        *([wallet_spec] if wallet_spec is not None else []),
+        resources_spec,
+        verifier_spec,
+        vpn_spec,
+        proxies_spec,
+        lifecycle_spec,
+        *([ChildSpec("stream_monitor", stream_monitor)] if monitoring else []),
+        *([ChildSpec("withdraw_scheduler", withdraw_scheduler)] if withdrawing else []),
+        ChildSpec("api", api, shutdown=10.0),
+    ]
+    tree = Supervisor(
+        "node",
+        children,
+        strategy=Strategy.ONE_FOR_ONE,
+        intensity=ROOT_INTENSITY,
+        period=ROOT_PERIOD,
+    )
+    resources, verifier = tree.address_of(resources_spec), tree.address_of(verifier_spec)
+    lifecycle = tree.address_of(lifecycle_spec)
+    return NodeTree(
+        root=tree,
+        stop=stop,
+        resources=resources,
+        port_verifier=verifier,
+        proxies=tree.address_of(proxies_spec),
+        lifecycle=lifecycle,
+        vpn_router=tree.address_of(vpn_spec),
+    )
