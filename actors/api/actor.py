@@ -9,6 +9,7 @@ trigger, so the listener closes at once and requests in flight drain within
 from __future__ import annotations
 
 from functools import partial
+from typing import Never
 
 import structlog
 import trio
@@ -25,7 +26,9 @@ from .context import ApiContext
 log = structlog.get_logger("golem_actor.api")
 
 
-class ApiActor(Actor[object]):
+class ApiActor(Actor[Never]):
+    """Accepts no messages: it serves HTTP, and stops when its supervisor says so."""
+
     def __init__(
         self, context: ApiContext, *, host: str, port: int, graceful_timeout: float = 5.0
     ) -> None:

@@ -30,12 +30,14 @@ from actors.vm_lifecycle import (
     StopVm,
     VmNotFound,
     VmView,
+    WaitVm,
 )
 from golem_actor.domain.port_verdict import StatusReport
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.tenancy import Caller, token_digest
 from golem_actor.domain.vm_machine import VmStatus
 from golem_actor.domain.vm_request import check_name, check_ssh_key, normalise_resources
+from golem_actor.kernel import CallFailed, CallTimeout
 from golem_actor.keys import generate_ssh_keypair
 
 from .context import ApiContext
@@ -61,7 +63,6 @@ from .schemas import (
 log = structlog.get_logger("golem_actor.api")
 
 API_PREFIX = "/api/v1"
-POLL_INTERVAL = 0.05  # a GetVm call costs tens of microseconds
 MAX_BODY = 64 * 1024  # the largest request is a create with a 16 KiB key
 _encoder = msgspec.json.Encoder()
 _create_decoder = msgspec.json.Decoder(CreateVmBody)
@@ -126,16 +127,20 @@ def flag(name: str) -> bool:
 async def wait_for(
     context: ApiContext, caller: Caller, vm_id: str, settled: set[VmStatus], bound: float
 ) -> VmView | None:
-    """Poll the VM until its status is in `settled` (None: it is gone)."""
-    with trio.move_on_after(bound):
-        while True:
-            try:
-                view = await context.lifecycle.call(GetVm(caller, vm_id))
-            except VmNotFound:
-                return None
-            if view.status in settled:
-                return view
-            await trio.sleep(POLL_INTERVAL)
+    """The VM once its status is in `settled`, or as it is after `bound` seconds (None:
+    it is gone). The lifecycle answers the moment the VM gets there (`WaitVm`); if it
+    crashed meanwhile, its next incarnation is asked for the rest of the bound."""
+    request = WaitVm(caller, vm_id, frozenset(settled))
+    deadline = trio.current_time() + bound
+    while (left := deadline - trio.current_time()) > 0:
+        try:
+            return await context.lifecycle.with_call_timeout(left).call(request)
+        except VmNotFound:
+            return None
+        except CallTimeout:
+            break
+        except CallFailed:
+            continue  # the lifecycle restarted; the VM's state survived in its registry
     return await context.lifecycle.call(GetVm(caller, vm_id))
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from actors.port_verifier import PortVerifierMsg
+from actors.resource_tracker import ResourceMsg
+from actors.vm_lifecycle import LifecycleMsg
 from actors.vpn_router import VpnMsg
 from golem_actor.images import ImageCatalog
 from golem_actor.kernel import Address
@@ -17,9 +19,9 @@ from .schemas import ProviderInfo
 @dataclass(frozen=True, kw_only=True)
 class ApiContext:
     version: str
-    lifecycle: Address[Any]
-    port_verifier: Address[Any] | None  # None: a node without port verification
-    resources: Address[Any]
+    lifecycle: Address[LifecycleMsg]
+    port_verifier: Address[PortVerifierMsg] | None  # None: a node without port verification
+    resources: Address[ResourceMsg]
     catalog: ImageCatalog
     backend_kind: str
     minimum: tuple[int, int, int]  # cpu, memory GB, storage GB a VM must have at least

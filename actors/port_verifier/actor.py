@@ -98,7 +98,12 @@ class PortVerifier(Actor[PortVerifierMsg]):
             case GetUsablePorts():
                 assert self._verification is not None
                 free = sorted(self._verification.usable - self._reserved)
-                return UsablePorts(ports=tuple(free), verified=self._verification.verified)
+                held = frozenset[int]()
+                if self.work_for(RECHECK) is not None:  # it holds the free ports it checks
+                    held = frozenset(self._config.ssh_ports) - self._running
+                return UsablePorts(
+                    ports=tuple(free), verified=self._verification.verified, held=held
+                )
             case GetVerification():
                 assert self._verification is not None
                 return self._verification

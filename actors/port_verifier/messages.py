@@ -19,6 +19,9 @@ class PortsInUse(msgspec.Struct, frozen=True, kw_only=True):
 class UsablePorts(msgspec.Struct, frozen=True, kw_only=True):
     ports: tuple[int, ...]  # lowest first, none reserved by a VM
     verified: bool
+    # Ports a running recheck may hold open with its own temporary listeners: not
+    # bindable right now, yet free for a VM (its proxy binds once the hold ends).
+    held: frozenset[int] = frozenset()
 
 
 class GetUsablePorts(Call[UsablePorts], frozen=True):

@@ -9,7 +9,6 @@ size of the filesystem that holds the data directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import psutil
 import structlog
@@ -17,9 +16,16 @@ import trio
 
 from golem_actor.domain.capacity import Capacity, shortfall
 from golem_actor.domain.resources import ZERO, Resources
-from golem_actor.kernel import Actor, Call
+from golem_actor.kernel import Actor
 
-from .messages import CapacityReport, GetCapacity, InsufficientResources, Release, Reserve
+from .messages import (
+    CapacityReport,
+    GetCapacity,
+    InsufficientResources,
+    Release,
+    Reserve,
+    ResourceMsg,
+)
 
 log = structlog.get_logger("golem_actor.resource_tracker")
 
@@ -37,7 +43,7 @@ def host_totals(storage_path: Path) -> Resources:
     )
 
 
-class ResourceTracker(Actor[object]):
+class ResourceTracker(Actor[ResourceMsg]):
     def __init__(
         self,
         *,
@@ -69,17 +75,21 @@ class ResourceTracker(Actor[object]):
             max_vms=self._max_vms,
         )
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: ResourceMsg) -> object:
         match request:
             case Reserve(vm_id=vm_id, resources=resources, adopt=adopt):
                 self._reserve_for(vm_id, resources, adopt=adopt)
                 return None
-            case Release(vm_id=vm_id):
-                self._allocations.pop(vm_id, None)
-                return None
             case GetCapacity():
                 return self._report()
         return await super().handle_call(request)
+
+    async def handle_cast(self, message: ResourceMsg) -> None:
+        match message:
+            case Release(vm_id=vm_id):
+                self._allocations.pop(vm_id, None)
+            case _:
+                await super().handle_cast(message)
 
     def _reserve_for(self, vm_id: str, resources: Resources, *, adopt: bool) -> None:
         others = [r for v, r in self._allocations.items() if v != vm_id]

@@ -20,7 +20,10 @@ class Reserve(Call[None], frozen=True):
     adopt: bool = False
 
 
-class Release(Call[None], frozen=True):
+class Release(msgspec.Struct, frozen=True):
+    """Forget `vm_id`'s allocation. A cast: the lifecycle never waits for it, and the
+    inbox's order puts it before any later `Reserve` from the same sender."""
+
     vm_id: str
 
 

@@ -26,14 +26,13 @@ may since have given to another tenant's VM.
 from __future__ import annotations
 
 import errno
-from typing import Any
 
 import structlog
 import trio
 
 from golem_actor.adapters.backend import Endpoint
 from golem_actor.adapters.tcp_relay import bind_listener, tune
-from golem_actor.kernel import Actor, Call
+from golem_actor.kernel import Actor
 
 from .config import ProxyConfig
 from .connection import Counters, peer_of, serve_connection
@@ -83,7 +82,7 @@ class SshProxy(Actor[ProxyMessage]):
             target=_show(self._cell.target),
         )
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: ProxyMessage) -> object:
         match request:
             case Retarget(target=target):
                 log.info(

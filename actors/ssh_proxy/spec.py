@@ -11,6 +11,7 @@ from golem_actor.kernel import ChildSpec, Restart
 
 from .actor import SshProxy, TargetCell
 from .config import ProxyConfig
+from .messages import ProxyMessage
 
 __all__ = ["PROXY_SHUTDOWN", "proxy_child_id", "proxy_child_spec"]
 
@@ -21,7 +22,7 @@ def proxy_child_id(vm_id: str) -> str:
     return f"ssh_proxy:{vm_id}"
 
 
-def proxy_child_spec(config: ProxyConfig) -> ChildSpec:
+def proxy_child_spec(config: ProxyConfig) -> ChildSpec[ProxyMessage]:
     cell = TargetCell(config.target)
 
     def start() -> SshProxy:

@@ -18,6 +18,7 @@ from .messages import (
     StreamInUse,
     VmNotFound,
     VmView,
+    WaitVm,
 )
 from .operations import Operations
 
@@ -40,4 +41,5 @@ __all__ = [
     "VmLifecycle",
     "VmNotFound",
     "VmView",
+    "WaitVm",
 ]

@@ -4,13 +4,20 @@ Theory of operation
 -------------------
 Requests (create, stop, start, delete) are decided at once by the domain state machine:
 the new status is written to the registry file *before* any work starts, then the
-state's effects run as one background operation per VM in the actor's nursery, and the
-operation's outcome comes back as an `OpOutcome` message that feeds the machine again.
-So the inbox keeps flowing and status queries answer at once, whatever a launch costs.
+state's effects run as one work per VM (`start_work`, keyed by the VM's id), whose
+outcome comes back as an `OpOutcome` message that feeds the machine again. So the inbox
+keeps flowing and status queries answer at once, whatever a launch costs.
 
-Each operation has an id; a newer request on the same VM (a delete during a create)
-cancels the running operation, waits for it to end, then starts its own, and outcomes
-of superseded operations are ignored.
+A newer request on the same VM (a delete during a create) supersedes the running work
+of that VM: the kernel cancels it, waits for it to end, then starts the new one, and the
+superseded work never reports. Expected failures of the outside world come back as an
+outcome with an error; anything else crashes the actor (its supervisor restarts it and
+it reconciles, below).
+
+After every change the actor commits, in this order: persist the registry (and the
+seed's `streams.json`), release the resources of deleted VMs, tell the port_verifier
+which ports are in use, and answer the `WaitVm` callers whose VM got where they wait
+for (or was deleted: `VmNotFound`); see `waiters.py`.
 
 At start, before serving, the actor reconciles the registry with the world: it re-books
 every live VM's resources, resumes each interrupted operation (a `creating` VM is
@@ -23,15 +30,15 @@ that powered itself off is reported stopped.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import structlog
 import trio
 
-from actors.port_verifier import GetUsablePorts, PortsInUse
-from actors.resource_tracker import Release, Reserve
+from actors.port_verifier import GetUsablePorts, PortsInUse, PortVerifierMsg
+from actors.resource_tracker import Release, Reserve, ResourceMsg
 from actors.ssh_proxy import proxy_child_id
 from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import BackendError, BackendState, Observed, VmBackend
@@ -45,7 +52,7 @@ from golem_actor.domain.vm_machine import (
     VmStatus,
     next_status,
 )
-from golem_actor.kernel import Actor, Address, Call, WhichChildren
+from golem_actor.kernel import Actor, Address, WhichChildren
 from golem_actor.state_store import StateStore
 
 from .messages import (
@@ -56,10 +63,12 @@ from .messages import (
     GetVm,
     JobNotFound,
     JobView,
+    LifecycleMsg,
     ListVms,
     NameTaken,
     NoFreePort,
     Observation,
+    ObservationFailed,
     OpOutcome,
     StartVm,
     StopVm,
@@ -67,31 +76,28 @@ from .messages import (
     Tick,
     VmNotFound,
     VmView,
+    WaitVm,
 )
 from .operations import OperationFailed, Operations
 from .registry import REGISTRY, SCHEMA_VERSION, Registry, VmRecord, utcnow
+from .waiters import Waiters
 
 log = structlog.get_logger("golem_actor.vm_lifecycle")
 
-
-class _RunningOp:
-    def __init__(self, op_id: int) -> None:
-        self.op_id = op_id
-        self.scope = trio.CancelScope()
-        self.done = trio.Event()
+_OBSERVING = ("observe",)  # the key of the periodic look's work (VM ids are strings)
 
 
-class VmLifecycle(Actor[object]):
+class VmLifecycle(Actor[LifecycleMsg]):
     def __init__(
         self,
         *,
         operations: Operations,
         store: StateStore,
-        resources: Address[Any],
+        resources: Address[ResourceMsg],
         port_range: range,
         tick_interval: float = 5.0,
         streams_file: Path | None = None,
-        port_verifier: Address[Any] | None = None,
+        port_verifier: Address[PortVerifierMsg] | None = None,
     ) -> None:
         super().__init__()
         self._ops = operations
@@ -103,8 +109,13 @@ class VmLifecycle(Actor[object]):
         self._streams_file = streams_file
         self._port_verifier = port_verifier
         self._vms: dict[str, VmRecord] = {}
-        self._running: dict[str, _RunningOp] = {}
-        self._next_op = 0
+        self._released: list[str] = []  # deleted since the last commit
+        self._waiters = Waiters()
+
+    @property
+    def waiting(self) -> int:
+        """How many `WaitVm` callers are held (abandoned ones until the next prune)."""
+        return len(self._waiters)
 
     # -- start: reconcile before serving ------------------------------------------------
 
@@ -120,8 +131,8 @@ class VmLifecycle(Actor[object]):
         for vm_id in machines.keys() - self._vms.keys():
             log.warning("deleting a VM this node has no record of", vm_id=vm_id)
             await self._backend.delete(vm_id)
-        await self._save()
-        self.nursery.start_soon(self._timer)
+        await self._commit()
+        self.every(self._tick_interval, Tick())
         log.info("vm registry ready", vms=len(self._vms), backend=self._backend.kind)
 
     def _resume(self, record: VmRecord, machine: Observed | None) -> None:
@@ -144,12 +155,14 @@ class VmLifecycle(Actor[object]):
 
     # -- requests ------------------------------------------------------------------------
 
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: LifecycleMsg) -> object:
         match request:
             case CreateVm():
                 return await self._create(request)
             case GetVm(caller=caller, vm_id=vm_id):
                 return self._view(self._find(caller, vm_id))
+            case WaitVm(caller=caller, vm_id=vm_id, until=until):
+                return self._wait(request, self._find(caller, vm_id), until)
             case ListVms(caller=caller):
                 return [self._view(r) for r in self._vms.values() if lists(caller, r.owner)]
             case StopVm(caller=caller, vm_id=vm_id):
@@ -188,7 +201,7 @@ class VmLifecycle(Actor[object]):
             updated_at=now,
         )
         self._vms[vm_id] = record
-        await self._save()
+        await self._commit()
         log.info("vm creating", vm_id=vm_id, name=record.name, port=port, image=record.image)
         self._start_op(record, ENTRY_EFFECTS[VmStatus.CREATING])
         return self._view(record)
@@ -201,28 +214,42 @@ class VmLifecycle(Actor[object]):
             raise Conflict(str(refused)) from None
         if after is not None:
             self._transition(record, after)
-            await self._save()
+            await self._commit()
         return self._view(self._vms.get(vm_id, record))
+
+    def _wait(self, request: WaitVm, record: VmRecord, until: frozenset[VmStatus]) -> VmView | None:
+        """The view at once if the VM is already there; else hold the reply until it is."""
+        self._waiters.prune()
+        if record.status in until:
+            return self._view(record)
+        self._waiters.hold(record.vm_id, until, self.defer(request))
+        return None  # ignored: the deferred reply answers
 
     # -- outcomes and drift ------------------------------------------------------------------
 
-    async def handle_cast(self, message: object) -> None:
+    async def handle_cast(self, message: LifecycleMsg) -> None:
         match message:
             case OpOutcome():
                 await self._outcome(message)
             case Tick():
-                self.nursery.start_soon(self._observe)
+                self._waiters.prune()
+                if self.work_for(_OBSERVING) is None:  # else skip: the last look goes on
+                    self.start_work(
+                        self._look, then=_observation, failed=_observation_failed, key=_OBSERVING
+                    )
             case Observation():
                 await self._drift(message)
+            case ObservationFailed(error=error):
+                log.warning("could not observe the backend", error=error)
             case _:
                 await super().handle_cast(message)
 
     async def _outcome(self, outcome: OpOutcome) -> None:
-        running = self._running.get(outcome.vm_id)
         record = self._vms.get(outcome.vm_id)
-        if running is None or running.op_id != outcome.op_id or record is None:
-            return  # superseded by a newer request
-        del self._running[outcome.vm_id]
+        if record is None:
+            return  # deleted meanwhile
+        if outcome.error:
+            log.warning("vm operation failed", vm_id=record.vm_id, error=outcome.error)
         if outcome.observed is not None:
             record = record.evolve(
                 target=outcome.observed.ssh or record.target,
@@ -230,16 +257,14 @@ class VmLifecycle(Actor[object]):
             )
             self._vms[record.vm_id] = record
         if outcome.event is None:
-            if outcome.error:
-                log.warning("vm operation failed", vm_id=record.vm_id, error=outcome.error)
             return
         self._apply(record, outcome.event, error=outcome.error)
-        await self._save()
+        await self._commit()
 
     async def _drift(self, seen: Observation) -> None:
         changed = False
         for record in list(self._vms.values()):
-            if record.vm_id in self._running:
+            if self.work_for(record.vm_id) is not None:
                 continue  # an operation is deciding this VM's fate
             machine = seen.machines.get(record.vm_id)
             state = machine.state if machine else BackendState.MISSING
@@ -259,7 +284,7 @@ class VmLifecycle(Actor[object]):
                 if moved or proxy_child_id(record.vm_id) not in seen.proxies:
                     self._start_op(current, (Effect.OPEN_PROXY,))
         if changed:
-            await self._save()
+            await self._commit()
 
     # -- the machine's bookkeeping ---------------------------------------------------------
 
@@ -281,7 +306,9 @@ class VmLifecycle(Actor[object]):
             error=error,
         )
         if status is VmStatus.DELETED:
-            self._release(record)
+            self._vms.pop(record.vm_id, None)
+            self._released.append(record.vm_id)  # its resources go at the commit
+            log.info("vm deleted", vm_id=record.vm_id, port=record.ssh_port)
             return
         keep_error = status is VmStatus.ERROR
         record = record.evolve(status=status, error=error if keep_error else None)
@@ -290,72 +317,39 @@ class VmLifecycle(Actor[object]):
         if effects:
             self._start_op(record, effects)
 
-    def _release(self, record: VmRecord) -> None:
-        self._vms.pop(record.vm_id, None)
-        self.nursery.start_soon(self._resources.call, Release(record.vm_id))
-        log.info("vm deleted", vm_id=record.vm_id, port=record.ssh_port)
-
     def _start_op(self, record: VmRecord, effects: tuple[Effect, ...]) -> None:
-        previous = self._running.get(record.vm_id)
-        if previous is not None:
-            previous.scope.cancel(reason="superseded by a newer request")
-        self._next_op += 1
-        running = self._running[record.vm_id] = _RunningOp(self._next_op)
-        self.nursery.start_soon(self._run_op, record, effects, running, previous)
+        """Run `effects` as the VM's work; a running work of the VM is superseded."""
+        self.start_work(
+            partial(self._perform, record, effects),
+            then=partial(_outcome_of, record.vm_id),
+            failed=partial(_failure_of, record.vm_id, effects),
+            key=record.vm_id,
+            name=f"vm {record.vm_id}: {', '.join(effects)}",
+        )
 
-    async def _run_op(
-        self,
-        record: VmRecord,
-        effects: tuple[Effect, ...],
-        running: _RunningOp,
-        previous: _RunningOp | None,
-    ) -> None:
-        structlog.contextvars.bind_contextvars(vm_id=record.vm_id)
-        try:
-            with running.scope:
-                if previous is not None:
-                    await previous.done.wait()
-                try:
-                    event, observed = await self._ops.perform(record, effects)
-                    outcome = OpOutcome(
-                        vm_id=record.vm_id, op_id=running.op_id, event=event, observed=observed
-                    )
-                except OperationFailed as failure:
-                    log.warning("vm operation failed", effects=list(effects), error=str(failure))
-                    failed = Event.FAILED if _ends_with_event(effects) else None
-                    outcome = OpOutcome(
-                        vm_id=record.vm_id, op_id=running.op_id, event=failed, error=str(failure)
-                    )
-        finally:
-            running.done.set()
-        if not running.scope.cancelled_caught:
-            await self.address.cast(outcome)
+    async def _perform(
+        self, record: VmRecord, effects: tuple[Effect, ...]
+    ) -> tuple[Event | None, Observed | None]:
+        structlog.contextvars.bind_contextvars(vm_id=record.vm_id)  # this work's task only
+        return await self._ops.perform(record, effects)
 
-    # -- periodic observation ------------------------------------------------------------------
+    async def _look(self) -> tuple[list[Observed], tuple[str, ...]]:
+        """The periodic look at the world, to notice drift (work: it waits on the backend)."""
+        machines = await self._backend.list_owned()
+        return machines, await self._ops.proxies.call(WhichChildren())
 
-    async def _timer(self) -> None:
-        while True:
-            await trio.sleep(self._tick_interval)
-            await self.address.cast(Tick())
+    # -- committing a change -------------------------------------------------------------
 
-    async def _observe(self) -> None:
-        try:
-            machines = {o.vm_id: o for o in await self._backend.list_owned()}
-        except BackendError as error:
-            log.warning("could not observe the backend", error=str(error))
-            return
-        children: tuple[str, ...] = await self._ops.proxies.call(WhichChildren())
-        await self.address.cast(Observation(machines=machines, proxies=frozenset(children)))
-
-    # -- helpers ------------------------------------------------------------------------------
+    async def _commit(self) -> None:
+        """Persist first; then tell the others and answer the waiters (see the top)."""
+        await self._save()
+        released, self._released = self._released, []
+        for vm_id in released:
+            await self._resources.cast(Release(vm_id))
+        await self._share_ports()
+        self._waiters.settle(self._view_of)
 
     async def _save(self) -> None:
-        if self._port_verifier is not None:
-            running = frozenset(
-                r.ssh_port for r in self._vms.values() if r.status is VmStatus.RUNNING
-            )
-            reserved = frozenset(r.ssh_port for r in self._vms.values())
-            await self._port_verifier.cast(PortsInUse(running=running, reserved=reserved))
         registry = Registry(vms=list(self._vms.values()))
         await self._store.save(REGISTRY, registry, schema_version=SCHEMA_VERSION)
         if self._streams_file is not None:
@@ -364,6 +358,15 @@ class VmLifecycle(Actor[object]):
             mapping = {r.vm_id: r.stream_id for r in self._vms.values() if r.stream_id is not None}
             data = msgspec.json.format(msgspec.json.encode(mapping))
             await trio.to_thread.run_sync(write_atomic, self._streams_file, data)
+
+    async def _share_ports(self) -> None:
+        if self._port_verifier is None:
+            return
+        running = frozenset(r.ssh_port for r in self._vms.values() if r.status is VmStatus.RUNNING)
+        reserved = frozenset(r.ssh_port for r in self._vms.values())
+        await self._port_verifier.cast(PortsInUse(running=running, reserved=reserved))
+
+    # -- helpers ------------------------------------------------------------------------------
 
     def _find(self, caller: Caller, vm_id: str) -> VmRecord:
         record = self._vms.get(vm_id)
@@ -392,15 +395,21 @@ class VmLifecycle(Actor[object]):
         """The lowest usable port: verified reachable by the port_verifier when there is
         one (it falls back to unverified ports only when no checker answered)."""
         candidates: tuple[int, ...] | range = self._port_range
+        held = frozenset[int]()
         if self._port_verifier is not None:
-            candidates = (await self._port_verifier.call(GetUsablePorts())).ports
+            usable = await self._port_verifier.call(GetUsablePorts())
+            candidates, held = usable.ports, usable.held
         taken = {r.ssh_port for r in self._vms.values()}
         for port in candidates:
-            if port not in taken and bindable(self._ops.listen_host, port):
+            if port not in taken and (port in held or bindable(self._ops.listen_host, port)):
                 return port
         span = f"{self._port_range.start}-{self._port_range.stop - 1}"
         verified = " verified reachable" if self._port_verifier is not None else ""
         raise NoFreePort(f"no free{verified} SSH port in {span}")
+
+    def _view_of(self, vm_id: str) -> VmView | None:
+        record = self._vms.get(vm_id)
+        return None if record is None else self._view(record)
 
     @staticmethod
     def _view(record: VmRecord) -> VmView:
@@ -423,3 +432,31 @@ class VmLifecycle(Actor[object]):
 def _ends_with_event(effects: tuple[Effect, ...]) -> bool:
     """Operations that drive a transition fail the VM; proxy housekeeping does not."""
     return any(e not in (Effect.OPEN_PROXY, Effect.CLOSE_PROXY) for e in effects)
+
+
+# -- what works report back (as messages to the actor's own inbox) ----------------------
+
+
+def _outcome_of(vm_id: str, result: tuple[Event | None, Observed | None]) -> OpOutcome:
+    event, observed = result
+    return OpOutcome(vm_id=vm_id, event=event, observed=observed)
+
+
+def _failure_of(vm_id: str, effects: tuple[Effect, ...], error: Exception) -> OpOutcome:
+    """An expected failure of the outside world becomes an outcome; anything else is a
+    bug: re-raised here, in the work, it crashes the actor (let it crash)."""
+    if not isinstance(error, OperationFailed):
+        raise error
+    event = Event.FAILED if _ends_with_event(effects) else None
+    return OpOutcome(vm_id=vm_id, event=event, error=str(error))
+
+
+def _observation(seen: tuple[list[Observed], tuple[str, ...]]) -> Observation:
+    machines, proxies = seen
+    return Observation(machines={o.vm_id: o for o in machines}, proxies=frozenset(proxies))
+
+
+def _observation_failed(error: Exception) -> ObservationFailed:
+    if not isinstance(error, BackendError):
+        raise error  # a bug, or the proxies' supervisor not answering: let it crash
+    return ObservationFailed(str(error))

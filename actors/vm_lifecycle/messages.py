@@ -85,6 +85,19 @@ class GetJob(Call[JobView], frozen=True):
     job_id: str
 
 
+class WaitVm(Call[VmView], frozen=True):
+    """Answer once the VM's status is one of `until` (at once if it already is).
+
+    Refused with `VmNotFound` if the VM is deleted meanwhile (an empty `until` waits for
+    exactly that). The wait is bounded by the caller's call deadline: use
+    `address.with_call_timeout(seconds)` for more than the default 5 s.
+    """
+
+    caller: Caller
+    vm_id: str
+    until: frozenset[VmStatus]
+
+
 # -- refusals ---------------------------------------------------------------------------
 
 
@@ -116,10 +129,9 @@ class StreamInUse(ActorError):
 
 
 class OpOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """The end of a background operation on one VM (ignored if superseded)."""
+    """The end of a background operation on one VM (a superseded one never reports)."""
 
     vm_id: str
-    op_id: int
     event: Event | None  # None: the operation changes no status (e.g. reopening a proxy)
     observed: Observed | None = None
     error: str | None = None
@@ -130,6 +142,12 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
 
     machines: dict[str, Observed]
     proxies: frozenset[str]
+
+
+class ObservationFailed(msgspec.Struct, frozen=True):
+    """The periodic look could not read the backend; the next tick tries again."""
+
+    error: str
 
 
 class Tick(msgspec.Struct, frozen=True):
@@ -145,9 +163,11 @@ LifecycleMsg = (
     | StartVm
     | DeleteVm
     | GetJob
+    | WaitVm
     | OpOutcome
     | Tick
     | Observation
+    | ObservationFailed
 )
 
 __all__ = [
@@ -164,6 +184,7 @@ __all__ = [
     "NameTaken",
     "NoFreePort",
     "Observation",
+    "ObservationFailed",
     "OpOutcome",
     "StartVm",
     "StopVm",
@@ -171,4 +192,5 @@ __all__ = [
     "Tick",
     "VmNotFound",
     "VmView",
+    "WaitVm",
 ]

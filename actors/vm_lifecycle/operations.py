@@ -1,21 +1,29 @@
 """The slow work behind a VM's effects: backend calls, the proxy, the SSH probe.
 
-`Operations.perform` runs a state's effects in order, in the lifecycle's nursery, and
-returns the event that ends them. Expected failures of the outside world become a
+`Operations.perform` runs a state's effects in order, as the lifecycle's work (one per
+VM, `start_work` keyed by the VM's id), and returns the event that ends them. Expected
+failures of the outside world raise `OperationFailed`, which the lifecycle turns into a
 `FAILED` event with a message for the client; anything else is a bug and crashes the
 lifecycle actor (its supervisor restarts it and it reconciles).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import structlog
 import trio
 
-from actors.ssh_proxy import ProxyConfig, Retarget, proxy_child_id, proxy_child_spec
+from actors.ssh_proxy import (
+    ProxyConfig,
+    ProxyMessage,
+    Retarget,
+    proxy_child_id,
+    proxy_child_spec,
+)
 from golem_actor.adapters.backend import BackendError, Endpoint, LaunchSpec, Observed, VmBackend
 from golem_actor.adapters.local_ports import connect_host
 from golem_actor.adapters.ssh_probe import wait_for_banner
@@ -25,6 +33,7 @@ from golem_actor.kernel import (
     ChildAddress,
     ChildAlreadyStarted,
     ChildStartFailed,
+    DynamicSupervisorMsg,
     NoSuchChild,
     StartChild,
     TerminateChild,
@@ -34,6 +43,8 @@ from .registry import VmRecord
 
 log = structlog.get_logger("golem_actor.vm_lifecycle")
 
+T = TypeVar("T")
+
 
 class OperationFailed(Exception):
     """An expected failure of the outside world; the message is for the client."""
@@ -42,7 +53,7 @@ class OperationFailed(Exception):
 @dataclass(frozen=True, kw_only=True)
 class Operations:
     backend: VmBackend
-    proxies: Address[Any]
+    proxies: Address[DynamicSupervisorMsg]  # the ssh_proxies DynamicSupervisor
     listen_host: str
     launch_timeout: float
     idle_timeout: float
@@ -94,7 +105,7 @@ class Operations:
         )
 
     @staticmethod
-    async def _backend(work: Any) -> Any:
+    async def _backend(work: Awaitable[T]) -> T:
         try:
             return await work
         except BackendError as error:
@@ -123,9 +134,10 @@ class Operations:
             max_connections=self.max_connections,
         )
         try:
-            await self.proxies.call(StartChild(proxy_child_spec(config)))
+            await self.proxies.call(StartChild[ProxyMessage](proxy_child_spec(config)))
         except ChildAlreadyStarted:
-            proxy = await self.proxies.call(ChildAddress(proxy_child_id(record.vm_id)))
+            child = ChildAddress[ProxyMessage](proxy_child_id(record.vm_id))
+            proxy = await self.proxies.call(child)
             await proxy.call(Retarget(target))
         except ChildStartFailed as error:
             port = record.ssh_port

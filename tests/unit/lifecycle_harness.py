@@ -6,6 +6,7 @@ parts differ from a real node's, the wiring is the same.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ import trio
 
 from actors.port_verifier import PortVerifierMsg
 from actors.resource_tracker import ResourceMsg
-from actors.vm_lifecycle import GetVm, LifecycleMsg, VmView
+from actors.vm_lifecycle import LifecycleMsg, VmNotFound, VmView, WaitVm
 from actors.wallet import Wallet
 from golem_actor.adapters.backend import Endpoint
 from golem_actor.adapters.backend.memory import MemoryBackend
@@ -93,25 +94,20 @@ class Node:
         return self.wiring.port_verifier
 
     async def wait_status(self, vm_id: str, status: VmStatus, caller: Caller = OPERATOR) -> VmView:
-        with trio.fail_after(10):
-            while True:
-                view = await self.lifecycle.call(GetVm(caller, vm_id))
-                if view.status is status:
-                    return view
-                await trio.sleep(0.01)
+        """The VM once it is `status`: the lifecycle answers on the transition."""
+        wait = WaitVm(caller, vm_id, frozenset({status}))
+        return await self.lifecycle.with_call_timeout(WAIT_BOUND).call(wait)
 
     async def wait_gone(self, vm_id: str) -> None:
-        from actors.vm_lifecycle import VmNotFound  # noqa: PLC0415
-
-        with trio.fail_after(10):
-            while True:
-                try:
-                    await self.lifecycle.call(GetVm(OPERATOR, vm_id))
-                except VmNotFound:
-                    return
-                await trio.sleep(0.01)
+        """Returns once the VM is deleted (waiting for no status: only the refusal ends it)."""
+        with contextlib.suppress(VmNotFound):
+            await self.lifecycle.with_call_timeout(WAIT_BOUND).call(
+                WaitVm(OPERATOR, vm_id, frozenset())
+            )
+            raise AssertionError(f"{vm_id} answered a wait for no status")
 
 
+WAIT_BOUND = 10.0  # seconds a test waits for a VM's status before it fails
 HOST = Resources.from_gb(cpus=4, memory_gb=8, storage_gb=100)
 OPERATOR_TOKEN = "operator-token-for-tests-0123456789abcdef"
 PROVIDER = "0x" + "ab" * 20

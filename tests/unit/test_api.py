@@ -9,9 +9,21 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from lifecycle_harness import OPERATOR_TOKEN, running_api
+import trio.testing
+from lifecycle_harness import OPERATOR_TOKEN, Node, running_api, running_node
 from openapi_spec_validator import validate
+from quart_trio import QuartTrio
 
+from actors.api import ApiContext, ProviderInfo
+from actors.api.app import create_app
+from actors.vm_lifecycle import ListVms, VmLifecycle
+from golem_actor.adapters.backend import Endpoint
+from golem_actor.adapters.backend.memory import MemoryBackend
+from golem_actor.domain.tenancy import Caller
+from golem_actor.domain.vm_machine import VmStatus
+from golem_actor.images import load_catalog
+from golem_actor.kernel import Call, CallFailed
+from golem_actor.runtime import StopHandle
 from golem_actor.settings import ZERO_ADDRESS, load_settings
 from supervisors.node import with_local_chain
 from supervisors.payments import payments_for
@@ -38,13 +50,14 @@ def bearer(token: str) -> dict[str, str]:
 OPERATOR = bearer(OPERATOR_TOKEN)
 
 
-async def wait_running(client: httpx.AsyncClient, url: str, vm_id: str) -> dict[str, object]:
-    with trio.fail_after(10):
-        while True:
-            reply = await client.get(f"{url}/vms/{vm_id}")
-            if reply.status_code == 200 and reply.json()["status"] == "running":
-                return dict(reply.json())
-            await trio.sleep(0.05)
+async def wait_running(
+    client: httpx.AsyncClient, node: Node, url: str, vm_id: str
+) -> dict[str, object]:
+    """The VM as the API shows it, once the lifecycle says it runs (no polling)."""
+    await node.wait_status(vm_id, VmStatus.RUNNING, Caller())
+    reply = await client.get(f"{url}/vms/{vm_id}")
+    assert (reply.status_code, reply.json()["status"]) == (200, "running")
+    return dict(reply.json())
 
 
 async def test_the_existing_requestors_rental_flow(tmp_path: Path) -> None:
@@ -58,7 +71,7 @@ async def test_the_existing_requestors_rental_flow(tmp_path: Path) -> None:
         assert job["status"] == "creating"
         assert job["vm_id"].startswith("vm-")
         assert "ssh_private_key" not in job  # the client brought its own key
-        vm = await wait_running(client, node.url, job["vm_id"])
+        vm = await wait_running(client, node.node, node.url, job["vm_id"])
         assert (vm["name"], vm["stream_id"], vm["resources"]) == ("web", 7, RESOURCES)
         access = (await client.get(f"{node.url}/vms/{job['vm_id']}/access")).json()
         assert access["vm_id"] == job["vm_id"]
@@ -256,3 +269,87 @@ async def test_an_explicit_zero_stream_payment_address_turns_payments_off(
             streams = await client.get(f"{api.url}/payments/streams", headers=OPERATOR)
             assert streams.status_code == streams_status, streams.text
     assert streams.json()["detail"] == "streaming payments not enabled on this provider"
+
+
+# -- waiting for a VM: the bound, and a lifecycle restart meanwhile -----------------------
+
+
+def app_over(node: Node, *, bound: float) -> QuartTrio:
+    """The HTTP app over `node`'s actors, with `bound` seconds for a synchronous wait."""
+    context = ApiContext(
+        version="test",
+        lifecycle=node.lifecycle,
+        port_verifier=None,
+        resources=node.resources,
+        catalog=load_catalog(None),
+        backend_kind="qemu",
+        minimum=(1, 1, 10),
+        ssh_host="127.0.0.1",
+        operator_token=OPERATOR_TOKEN,
+        provider=ProviderInfo(
+            provider_id="0x" + "ab" * 20,
+            stream_payment_address="0x" + "00" * 20,
+            glm_token_address="0x" + "00" * 20,
+            ip_address=None,
+            country=None,
+            platform=None,
+        ),
+        payments_enabled=False,
+        create_timeout=bound,
+        stop_timeout=bound,
+        stop=StopHandle(),
+        vpn_router=node.wiring.vpn_router,
+    )
+    return create_app(context)
+
+
+async def test_a_create_that_outlasts_its_bound_answers_202_with_the_vm(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()  # the launch outlasts the bound
+    async with running_node(tmp_path, backend) as node:
+        client = app_over(node, bound=0.2).test_client()
+        reply = await client.post("/api/v1/vms", json=body())
+        assert reply.status_code == 202
+        vm = await reply.get_json()
+        assert (vm["name"], vm["status"], vm["ssh_port"]) == ("web", "creating", vm["ssh_port"])
+        backend.hold.set()
+        await node.wait_status(vm["id"], VmStatus.RUNNING)
+        again = await client.post(f"/api/v1/vms/{vm['id']}/start")  # already there: 200
+        assert (again.status_code, (await again.get_json())["status"]) == (200, "running")
+
+
+class Crash(Call[None], frozen=True):
+    """Not a lifecycle request: calling it crashes the lifecycle actor."""
+
+
+async def test_a_lifecycle_restart_does_not_fail_a_waiting_create(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()
+    async with running_node(tmp_path, backend) as node, trio.open_nursery() as nursery:
+        client = app_over(node, bound=10).test_client()
+        replies: list[tuple[int, dict[str, object]]] = []
+        answered = trio.Event()
+
+        async def create() -> None:
+            reply = await client.post("/api/v1/vms", json=body())
+            replies.append((reply.status_code, await reply.get_json()))
+            answered.set()
+
+        nursery.start_soon(create)
+        lifecycle: VmLifecycle = node.tree.child_actor("vm_lifecycle")
+        with trio.fail_after(10):
+            while lifecycle.waiting == 0:  # the route's WaitVm is held (the launch is)
+                await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        assert replies == []
+        with pytest.raises(CallFailed):  # untyped: Crash is no lifecycle request
+            await node.tree.child_address("vm_lifecycle").call(Crash())
+        # The next incarnation answers once it has reloaded its registry.
+        [held] = await node.lifecycle.call(ListVms(Caller(operator=True)))
+        assert held.status is VmStatus.CREATING
+        await trio.testing.wait_all_tasks_blocked()
+        assert replies == []  # the API asked the next incarnation to go on waiting
+        backend.hold.set()  # which resumed the launch from its registry
+        with trio.fail_after(10):
+            await answered.wait()
+    [(status, vm)] = replies
+    assert (status, vm["status"], vm["name"]) == (200, "running", "web")

@@ -13,6 +13,7 @@ from lifecycle_harness import port_block
 from payments_fakes import hosted
 
 from actors.port_verifier import (
+    GetUsablePorts,
     GetVerification,
     PortsInUse,
     PortVerifier,
@@ -99,3 +100,25 @@ async def test_a_broken_recheck_crashes_the_verifier(
         async with hosted(verifier(port_block(5)[1:], probe), "port_verifier"):
             await trio.sleep(INTERVAL + 1)
     assert crashed.group_contains(RuntimeError, match="the probe broke")
+
+
+async def test_while_a_recheck_runs_the_ports_it_may_hold_are_reported_held(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recheck holds free SSH ports open with its own listeners; a VM created meanwhile
+    must still get one (vm_lifecycle skips its bindability probe for held ports)."""
+    monkeypatch.setattr(checks, "accepts", no_listener)
+    ports = port_block(5)
+    ssh = ports[1:]
+    probe = HeldProbe()
+    async with hosted(verifier(ssh, probe), "port_verifier") as address:
+        assert (await address.call(GetUsablePorts())).held == frozenset()
+        running = frozenset({ssh[0]})
+        await address.cast(PortsInUse(running=running, reserved=running))
+        await trio.sleep(INTERVAL + 1)
+        assert probe.calls == 2  # a recheck runs now
+        during = await address.call(GetUsablePorts())
+        assert during.held == frozenset(ssh) - running  # never a port a proxy listens on
+        probe.release.set()
+        await trio.sleep(1)
+        assert (await address.call(GetUsablePorts())).held == frozenset()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 import structlog
@@ -21,6 +21,7 @@ from actors.ssh_proxy import (
     PROXY_SHUTDOWN,
     GetProxyStats,
     ProxyConfig,
+    ProxyMessage,
     ProxyStats,
     Retarget,
     SshProxy,
@@ -43,6 +44,7 @@ from golem_actor.kernel import (
 )
 
 HOST = "127.0.0.1"
+M = TypeVar("M")
 
 
 class Crash(Call[None], frozen=True):
@@ -50,15 +52,20 @@ class Crash(Call[None], frozen=True):
 
 
 class FaultyProxy(SshProxy):
-    async def handle_call(self, request: Call[Any]) -> Any:
+    async def handle_call(self, request: ProxyMessage | Crash) -> object:
         if isinstance(request, Crash):
             raise RuntimeError("injected crash")
         return await super().handle_call(request)
 
 
-def faulty_spec(config: ProxyConfig) -> ChildSpec:
+def faulty_spec(config: ProxyConfig) -> ChildSpec[ProxyMessage]:
     cell = TargetCell(config.target)
     return ChildSpec(proxy_child_id(config.vm_id), lambda: FaultyProxy(config, cell), shutdown=3)
+
+
+async def crash(proxy: Address[ProxyMessage]) -> None:
+    """Inject the fault: only a `FaultyProxy` accepts `Crash`, beyond `ProxyMessage`."""
+    await cast("Address[ProxyMessage | Crash]", proxy).call(Crash())
 
 
 @dataclass
@@ -102,10 +109,12 @@ class Node:
         await self.nursery.start(server.serve)
         return server
 
-    async def start(self, spec: ChildSpec) -> Address[Any]:
+    async def start(self, spec: ChildSpec[M]) -> Address[M]:
         return await self.sup.address.call(StartChild(spec))
 
-    async def proxy(self, target: Endpoint, vm_id: str = "vm-1", **options: Any) -> Address[Any]:
+    async def proxy(
+        self, target: Endpoint, vm_id: str = "vm-1", **options: Any
+    ) -> Address[ProxyMessage]:
         return await self.start(proxy_child_spec(config(vm_id, target, **options)))
 
 
@@ -131,12 +140,11 @@ def free_port() -> int:
         return port
 
 
-async def stats(proxy: Address[Any]) -> ProxyStats:
-    result: ProxyStats = await proxy.call(GetProxyStats())
-    return result
+async def stats(proxy: Address[ProxyMessage]) -> ProxyStats:
+    return await proxy.call(GetProxyStats())
 
 
-async def dial(proxy: Address[Any]) -> trio.SocketStream:
+async def dial(proxy: Address[ProxyMessage]) -> trio.SocketStream:
     return await trio.open_tcp_stream(HOST, (await stats(proxy)).listen_port)
 
 
@@ -313,7 +321,7 @@ async def test_a_retarget_survives_a_crash_of_the_proxy(node: Node) -> None:
     proxy = await node.start(faulty_spec(config("vm-1", old.endpoint, port=free_port())))
     await proxy.call(Retarget(new.endpoint))
     with pytest.raises(CallFailed):
-        await proxy.call(Crash())
+        await crash(proxy)
     await settle()
     client = await dial(proxy)  # the restarted incarnation
     assert await read_line(client) == b"SSH-2.0-new\r\n"
@@ -377,7 +385,7 @@ async def test_a_crash_of_one_proxy_never_touches_another_proxys_connection(node
     for client in (one_client, two_client):
         assert await read_line(client) == b"SSH-2.0-test\r\n"
     with pytest.raises(CallFailed):
-        await one.call(Crash())
+        await crash(one)
     await assert_closed(one_client)  # its own tenant's session goes with it
     await settle()
     await echo(two_client, b"untouched" * 1000)

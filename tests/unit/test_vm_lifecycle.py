@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from lifecycle_harness import BANNER, OPERATOR, SMALL, running_node
+from lifecycle_harness import BANNER, OPERATOR, SMALL, WAIT_BOUND, Node, running_node
 
 from actors.resource_tracker import GetCapacity, InsufficientResources
 from actors.vm_lifecycle import (
@@ -22,7 +22,10 @@ from actors.vm_lifecycle import (
     StartVm,
     StopVm,
     StreamInUse,
+    VmLifecycle,
     VmNotFound,
+    VmView,
+    WaitVm,
 )
 from actors.vm_lifecycle.registry import REGISTRY, SCHEMA_VERSION, Registry, VmRecord, utcnow
 from golem_actor.adapters.backend import BackendState, Endpoint, Observed
@@ -31,7 +34,7 @@ from golem_actor.adapters.ssh_probe import read_banner
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.tenancy import Caller, token_digest
 from golem_actor.domain.vm_machine import VmStatus
-from golem_actor.kernel import CallFailed, WhichChildren
+from golem_actor.kernel import CallFailed, CallTimeout, WhichChildren
 from golem_actor.kernel._messages import Call
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRs0B8Yy4n9XlG3I1X3m2zSNQ3xk9lfP6DW3lS7x7zs t"
@@ -281,3 +284,134 @@ async def test_drift_a_guest_powering_off_and_a_lost_proxy(tmp_path: Path) -> No
             ):
                 await trio.sleep(0.01)  # polling another actor, on purpose
         assert await banner(second.ssh_port) is not None
+
+
+# -- WaitVm: deferred replies -------------------------------------------------------------
+
+
+def lifecycle_of(node: Node) -> VmLifecycle:
+    actor: VmLifecycle = node.tree.child_actor("vm_lifecycle")
+    return actor
+
+
+def incarnations(node: Node, child: str) -> int:
+    return {c.id: c.incarnations for c in node.tree.statistics().children}[child]
+
+
+async def test_wait_vm_is_answered_on_the_transition(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()  # the launch waits until the test lets it go
+    async with running_node(tmp_path, backend) as node, trio.open_nursery() as nursery:
+        view = await node.lifecycle.call(create("web"))
+        answers: list[VmView] = []
+        answered = trio.Event()
+
+        async def wait() -> None:
+            until = frozenset({VmStatus.RUNNING, VmStatus.ERROR})
+            request = WaitVm(OPERATOR, view.vm_id, until)
+            answers.append(await node.lifecycle.with_call_timeout(WAIT_BOUND).call(request))
+            answered.set()
+
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        assert answers == []  # still creating: the caller is held, not answered
+        assert lifecycle_of(node).waiting == 1
+        backend.hold.set()
+        with trio.fail_after(WAIT_BOUND):
+            await answered.wait()
+        assert [a.status for a in answers] == [VmStatus.RUNNING]
+        assert answers[0].ip_address == "10.0.2.15"
+        assert lifecycle_of(node).waiting == 0
+        # The answer came after the commit: the registry on disk already says so.
+        saved = await node.store.load(REGISTRY, Registry, schema_version=SCHEMA_VERSION)
+        assert saved is not None
+        assert [r.status for r in saved.vms] == [VmStatus.RUNNING]
+
+
+async def test_wait_vm_is_answered_at_once_when_the_vm_is_there(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()  # the VM cannot leave `creating` during the test
+    async with running_node(tmp_path, backend) as node:
+        view = await node.lifecycle.call(create("web"))
+        wait = WaitVm(OPERATOR, view.vm_id, frozenset({VmStatus.CREATING, VmStatus.RUNNING}))
+        answer = await node.lifecycle.call(wait)
+        assert (answer.vm_id, answer.status) == (view.vm_id, VmStatus.CREATING)
+        assert lifecycle_of(node).waiting == 0
+        with pytest.raises(VmNotFound):  # an unknown VM is refused at once too
+            await node.lifecycle.call(WaitVm(OPERATOR, "vm-nothing", frozenset()))
+        stranger = Caller(tenant=token_digest("stranger"))
+        mine = await node.lifecycle.call(create("mine", Caller(tenant=token_digest("me"))))
+        with pytest.raises(VmNotFound):  # and so is a VM the caller may not see
+            await node.lifecycle.call(WaitVm(stranger, mine.vm_id, frozenset({VmStatus.CREATING})))
+        backend.hold.set()
+
+
+async def test_wait_vm_is_refused_when_the_vm_is_deleted(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()  # launches never finish
+    async with running_node(tmp_path, backend) as node, trio.open_nursery() as nursery:
+        view = await node.lifecycle.call(create("web"))
+        refusals: list[Exception] = []
+
+        async def wait() -> None:
+            try:
+                await node.lifecycle.with_call_timeout(WAIT_BOUND).call(
+                    WaitVm(OPERATOR, view.vm_id, frozenset({VmStatus.RUNNING}))
+                )
+            except VmNotFound as refused:
+                refusals.append(refused)
+
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        assert lifecycle_of(node).waiting == 1
+        await node.lifecycle.call(DeleteVm(OPERATOR, view.vm_id))
+        await node.wait_gone(view.vm_id)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [str(r) for r in refusals] == [f"Not Found: VM {view.vm_id} was deleted"]
+        assert lifecycle_of(node).waiting == 0
+        assert (await node.resources.call(GetCapacity())).vms == 0
+
+
+async def test_a_caller_that_gives_up_leaves_the_lifecycle_healthy(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()
+    async with running_node(tmp_path, backend) as node:
+        view = await node.lifecycle.call(create("web"))
+        impatient = node.lifecycle.with_call_timeout(0.05)
+        with pytest.raises(CallTimeout):
+            await impatient.call(WaitVm(OPERATOR, view.vm_id, frozenset({VmStatus.RUNNING})))
+        # The next request prunes the abandoned waiter; nothing else changed.
+        now = await node.lifecycle.call(WaitVm(OPERATOR, view.vm_id, frozenset(VmStatus)))
+        assert now.status is VmStatus.CREATING
+        assert lifecycle_of(node).waiting == 0
+        backend.hold.set()  # the transition finds no one to answer, and that is fine
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        assert incarnations(node, "vm_lifecycle") == 1
+
+
+async def test_a_lifecycle_crash_fails_waiting_callers_at_once(tmp_path: Path) -> None:
+    backend = MemoryBackend(ssh=Endpoint("127.0.0.1", 1))
+    backend.hold = trio.Event()
+    async with running_node(tmp_path, backend) as node, trio.open_nursery() as nursery:
+        view = await node.lifecycle.call(create("web"))
+        failures: list[Exception] = []
+
+        async def wait() -> None:
+            try:  # far longer than the test may take: only the crash can end this wait
+                await node.lifecycle.with_call_timeout(3600).call(
+                    WaitVm(OPERATOR, view.vm_id, frozenset({VmStatus.RUNNING}))
+                )
+            except CallFailed as failed:
+                failures.append(failed)
+
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        assert lifecycle_of(node).waiting == 1
+        with trio.fail_after(WAIT_BOUND):
+            with pytest.raises(CallFailed):  # untyped: Crash is no lifecycle request
+                await node.tree.child_address("vm_lifecycle").call(Crash())
+            await trio.testing.wait_all_tasks_blocked()
+        assert len(failures) == 1
+        assert incarnations(node, "vm_lifecycle") == 2
+        backend.hold.set()  # the next incarnation resumed the create
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
