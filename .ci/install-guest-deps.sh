@@ -6,8 +6,20 @@
 # Run as root.
 set -eu
 
+# pasta (package passt) connects each VM's network namespace to the host as the VM user,
+# which needs the tun device usable by anyone, as udev sets it up on Debian (0666): hosts
+# without udev (containers, microVMs) leave it 0600.
+fix_tun() {
+  if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+    chmod 0666 /dev/net/tun
+    echo "install-guest-deps: /dev/net/tun made 0666 (Debian's default)"
+  fi
+}
+fix_tun
+
 # busybox (udhcpc, ping) and isc-dhcp-client: DHCP clients against the VPN router in tests
-PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox isc-dhcp-client"
+# passt: pasta, the network of each QEMU guest (see golem_actor/adapters/qemu/_network.py)
+PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox isc-dhcp-client passt"
 
 missing=""
 for p in $PKGS; do

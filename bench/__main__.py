@@ -9,7 +9,7 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import api, boot, chain, discovery, gating, kernel, relay, vpn
+from . import api, boot, chain, discovery, gating, kernel, netns, relay, vpn
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
 BENCHES: dict[str, Bench] = {
@@ -21,6 +21,7 @@ BENCHES: dict[str, Bench] = {
     "gating": gating.run,
     "discovery": discovery.run,
     "vpn": vpn.run,
+    "netns": netns.run,
 }
 
 

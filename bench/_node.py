@@ -316,11 +316,18 @@ class LogRecorder(io.StringIO):
 
 
 def processes_mentioning(needle: str) -> list[psutil.Process]:
-    """Live processes whose command line mentions `needle` (our temp dir: our QEMUs)."""
+    """Live processes whose command line mentions `needle` (our temp dir: our QEMUs), or
+    that run in a directory under it (QEMUs of the node's backend), and the pastas of
+    those (their command line names QEMU's network namespace)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
         cmdline = proc.info.get("cmdline") or []
-        if any(needle in part for part in cmdline):
+        cwd = proc.info.get("cwd") or ""
+        if any(needle in part for part in cmdline) or cwd.startswith(needle):
+            found.append(proc)
+    marks = {f"/proc/{proc.pid}/ns/net" for proc in found}
+    for proc in psutil.process_iter(["cmdline"]):
+        if marks.intersection(proc.info.get("cmdline") or []):
             found.append(proc)
     return found
 

@@ -66,6 +66,7 @@ def choose_backend(settings: Settings, catalog: ImageCatalog) -> VmBackend:
         catalog=catalog,
         accel=settings.qemu_accel,
         boot_timeout=settings.launch_timeout_seconds,
+        outbound=settings.vm_outbound,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,9 +11,10 @@ import trio
 
 from golem_actor.domain.port_verdict import BackendCheck, MultipassCheck
 
-__all__ = ["check_multipass", "check_qemu"]
+__all__ = ["check_multipass", "check_qemu", "guest_network_problem"]
 
 TIME_LIMIT = 5.0
+TUN = Path("/dev/net/tun")
 
 
 async def _version(argv: list[str]) -> tuple[bool, str]:
@@ -32,10 +35,28 @@ async def _version(argv: list[str]) -> tuple[bool, str]:
     return False, f"{argv[0]} did not answer within {TIME_LIMIT:g}s"
 
 
+def guest_network_problem(pasta: str = "pasta", tun: Path = TUN) -> str | None:
+    """Why QEMU guests could get no network here (see ``adapters/qemu/_network``), or
+    None: pasta must be installed and the tun device usable by the VM user (blocking)."""
+    if shutil.which(pasta) is None:
+        return "pasta not found (Debian package passt): guests need it for their network"
+    try:
+        mode = tun.stat().st_mode
+    except OSError:
+        return f"{tun} is missing: pasta needs it"
+    usable = mode & 0o006 == 0o006 or (os.geteuid() != 0 and os.access(tun, os.R_OK | os.W_OK))
+    if not usable:
+        return f"{tun} is not usable by the VM user (chmod 0666, Debian's default)"
+    return None
+
+
 async def check_qemu(binary: str = "qemu-system-x86_64", accel: str | None = None) -> BackendCheck:
     ok, text = await _version([binary, "--version"])
     if not ok:
         return BackendCheck(kind="qemu", ok=False, detail=text)
+    problem = await trio.to_thread.run_sync(guest_network_problem)
+    if problem is not None:
+        return BackendCheck(kind="qemu", ok=False, detail=problem)
     version = text.removeprefix("QEMU emulator version ").split(" ")[0]
     detail = f"{version}, {accel.upper()}" if accel else version
     return BackendCheck(kind="qemu", ok=True, detail=detail)

@@ -107,6 +107,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # How VMs run.
     vm_backend: Literal["auto", "qemu", "multipass"] = "auto"
     qemu_accel: Literal["auto", "kvm", "tcg"] = "auto"
+    vm_outbound: Literal["nat", "none"] = "nat"
     multipass_binary_path: str = ""
     ssh_listen_host: NonEmptyStr = "0.0.0.0"
     ssh_idle_timeout_seconds: PositiveFloat = 7200.0

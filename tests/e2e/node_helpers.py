@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -121,17 +122,32 @@ class NodeProcess:
         assert result.returncode == 0, result.stderr.decode()
 
     def qemus(self) -> list[psutil.Process]:
-        """Live QEMU processes whose VM directory is under this node's data dir."""
+        """Live QEMU processes of VMs under this node's data dir: they run in their VM
+        directory (older ones carried it in their command line)."""
         found = []
-        for process in psutil.process_iter(["cmdline", "status"]):
+        for process in psutil.process_iter(["cmdline", "status", "cwd"]):
             try:
                 if process.info["status"] == psutil.STATUS_ZOMBIE:
                     continue
                 command = " ".join(process.info["cmdline"] or [])
+                cwd = process.info["cwd"] or ""
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            if "qemu-system" in command and str(self.data) in command:
+            if "qemu-system" in command and (
+                cwd.startswith(f"{self.data}/") or str(self.data) in command
+            ):
                 found.append(process)
+        return found
+
+    def guest_processes(self) -> list[psutil.Process]:
+        """The QEMUs and the pastas (as their ``pasta.json`` names them) of this node."""
+        found = self.qemus()
+        for record in (self.data / "vms").glob("*/pasta.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError, psutil.Error):
+                identity = json.loads(record.read_text())
+                process = psutil.Process(identity["pid"])
+                if process.create_time() == identity["started"]:
+                    found.append(process)
         return found
 
     def log_events(self) -> list[str]:

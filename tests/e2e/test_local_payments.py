@@ -53,7 +53,7 @@ async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProc
     finally:
         if (process.data / "provider.pid").exists():
             await process.stop()
-        for qemu in process.qemus():
+        for qemu in process.guest_processes():
             qemu.kill()
 
 

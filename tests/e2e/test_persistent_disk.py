@@ -37,7 +37,7 @@ async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProc
     finally:
         if (process.data / "provider.pid").exists():
             await process.stop()
-        for qemu in process.qemus():  # a failed test must not leave guests behind
+        for qemu in process.guest_processes():  # a failed test must not leave guests behind
             qemu.kill()
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
+import re
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ import trio
 from golem_actor.adapters.backend import BackendState, Endpoint, LaunchSpec, Observed
 from golem_actor.adapters.guest import GuestImage
 from golem_actor.adapters.qemu import GUEST_IP, QemuBackend, probe_accel
+from golem_actor.adapters.qemu._sandbox import VM_USER
 from golem_actor.domain.resources import Resources
 from golem_actor.images import load_catalog
 
@@ -37,16 +41,36 @@ BANNER_TIMEOUT = 90.0
 
 
 def qemu_pids(root: Path) -> list[int]:
-    """Live (non-zombie) processes whose command line mentions ``root``."""
+    """Live (non-zombie) QEMUs of VMs under ``root``: they run in their VM directory,
+    and older ones carried it in their command line."""
     found = []
-    for process in psutil.process_iter(["cmdline", "status"]):
+    for process in psutil.process_iter(["cmdline", "status", "cwd", "name"]):
         try:
             if process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if any(str(root) in arg for arg in process.info["cmdline"] or []):
+            if "qemu" not in (process.info["name"] or ""):
+                continue
+            cwd = process.info["cwd"] or ""
+            if (
+                cwd == str(root)
+                or cwd.startswith(f"{root}/")
+                or any(str(root) in arg for arg in process.info["cmdline"] or [])
+            ):
                 found.append(process.pid)
         except psutil.Error:
             continue
+    return found
+
+
+def pasta_pids(root: Path) -> list[int]:
+    """Live pastas of VMs under ``root``, as their ``pasta.json`` names them."""
+    found = []
+    for record in root.glob("vms/*/pasta.json"):
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            identity = json.loads(record.read_text())
+            process = psutil.Process(identity["pid"])
+            if process.create_time() == identity["started"] and process.status() != "zombie":
+                found.append(process.pid)
     return found
 
 
@@ -57,7 +81,7 @@ def vm_root() -> Iterator[Path]:
     try:
         yield root
     finally:
-        for pid in qemu_pids(root):
+        for pid in qemu_pids(root) + pasta_pids(root):
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).send_signal(signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
@@ -114,6 +138,31 @@ async def check_guest(key: Path, endpoint: Endpoint) -> None:
     assert (user, int(nproc), meminfo_ubuntu) == ("ubuntu", CPUS, meminfo)
 
 
+def alive(pid: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return False
+
+
+def check_least_privilege(vm_root: Path, vm_dir: Path) -> int:
+    """QEMU and pasta run as the VM user (the node's user when it is not root), QEMU
+    under its seccomp filter with no way to gain privileges; the VM directory is that
+    user's, mode 0700. Returns pasta's pid."""
+    uid = pwd.getpwnam(VM_USER).pw_uid if os.geteuid() == 0 else os.getuid()
+    (qemu_pid,) = qemu_pids(vm_dir)
+    status = Path(f"/proc/{qemu_pid}/status").read_text()
+    assert re.search(r"^Seccomp:\s+2$", status, re.MULTILINE), status
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.MULTILINE), status
+    assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s+{uid}\s+{uid}$", status, re.MULTILINE), status
+    assert os.stat(f"/proc/{qemu_pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+    (pasta_pid,) = pasta_pids(vm_root)
+    assert psutil.Process(pasta_pid).uids().real == uid
+    info = vm_dir.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o700
+    assert info.st_uid == uid
+    return pasta_pid
+
+
 async def test_vm_life_across_a_node_restart(
     test_guest: GuestImage, ssh_keypair: tuple[Path, str], vm_root: Path
 ) -> None:
@@ -147,6 +196,7 @@ async def test_vm_life_across_a_node_restart(
     # launch again: the same VM, still one QEMU
     assert await backend.launch(spec) == observed
     assert len(qemu_pids(vm_dir)) == 1
+    first_pasta = check_least_privilege(vm_root, vm_dir)
 
     await check_guest(key, observed.ssh)
     info = json.loads(
@@ -171,6 +221,7 @@ async def test_vm_life_across_a_node_restart(
     assert stopped.state is BackendState.STOPPED
     assert stopped.resources == spec.resources
     assert qemu_pids(vm_dir) == []
+    assert not alive(first_pasta)  # pasta goes with its QEMU
     assert (vm_dir / "disk.qcow2").exists()
     await backend.stop(spec.vm_id)  # stopping a stopped VM is fine
 
@@ -194,9 +245,11 @@ async def test_vm_life_across_a_node_restart(
     adopted = QemuBackend(vms_dir=vms_dir, guest_cache=guest_cache, catalog=catalog)
     assert await adopted.list_owned() == [restarted]
     assert await adopted.inspect(spec.vm_id) == restarted
+    adopted_pasta = check_least_privilege(vm_root, vm_dir)
     await adopted.stop(spec.vm_id)
     assert (await adopted.inspect(spec.vm_id)).state is BackendState.STOPPED
     assert qemu_pids(vm_dir) == []
+    assert not alive(adopted_pasta)
 
     # delete -> MISSING, directory gone, no QEMU left; deleting again is fine
     await adopted.delete(spec.vm_id)

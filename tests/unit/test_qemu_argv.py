@@ -107,6 +107,20 @@ def test_daemonize() -> None:
     assert "-daemonize" in qemu_argv(_spec(daemonize=True))
 
 
+def test_sandbox_denies_everything_optional() -> None:
+    assert "-sandbox" not in qemu_argv(_spec())
+    argv = qemu_argv(_spec(sandbox=True))
+    assert _value(argv, "-sandbox") == (
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+    )
+
+
+def test_forward_address_and_restricted_user_networking() -> None:
+    assert _value(qemu_argv(_spec()), "-netdev") == "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"
+    argv = qemu_argv(_spec(ssh_bind="", restrict=True))
+    assert _value(argv, "-netdev") == "user,id=net0,restrict=on,hostfwd=tcp::2222-:22"
+
+
 def test_kvm_uses_host_cpu() -> None:
     argv = qemu_argv(_spec(accel="kvm"))
     assert _value(argv, "-accel") == "kvm"
@@ -142,6 +156,7 @@ def test_disk_only_boot() -> None:
         ({"kernel": None}, "kernel"),
         ({"kernel": None, "initrd": None, "append": ""}, "nothing to boot"),
         ({"daemonize": True, "pidfile": None}, "pidfile"),
+        ({"daemonize": True, "sandbox": True}, "daemonize"),
     ],
 )
 def test_invalid_specs_are_rejected(overrides: dict[str, object], message: str) -> None:

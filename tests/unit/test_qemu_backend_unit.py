@@ -32,11 +32,14 @@ from golem_actor.adapters.backend import (
     LaunchSpec,
     VmMissing,
 )
+from golem_actor.adapters.guest import GuestImage
 from golem_actor.adapters.qemu import (
     QemuBackend,
     QmpError,
     QmpReplyError,
+    _boot,
     _images,
+    _network,
     _process,
     _vmdir,
     download_image,
@@ -45,6 +48,7 @@ from golem_actor.adapters.qemu import (
     verify_local_image,
 )
 from golem_actor.adapters.qemu._accel import CACHE_FILE
+from golem_actor.adapters.qemu._boot import BootConfig
 from golem_actor.adapters.qemu._disk import GIB, create_data_disk, create_overlay, disk_info
 from golem_actor.domain.resources import Resources
 from golem_actor.images import CloudImage, ImageCatalog, ImageEntry, TestGuestImage
@@ -93,11 +97,13 @@ def catalog(base: Path | None = None) -> ImageCatalog:
 
 
 def backend(root: Path, **options: object) -> QemuBackend:
+    """A backend that never switches users (no system user is created by unit tests)."""
     return QemuBackend(
         vms_dir=root / "vms",
         guest_cache=root / "cache",
         catalog=catalog(root / "base.img"),
         accel="tcg",
+        run_as=None,
         **options,  # type: ignore[arg-type]
     )
 
@@ -342,11 +348,33 @@ async def test_unsafe_vm_ids_are_refused(short_dir: Path, vm_id: str) -> None:
         await backend(short_dir).inspect(vm_id)
 
 
-def test_a_deep_data_dir_gets_a_relative_qmp_path(short_dir: Path) -> None:
-    deep = _vmdir.check_vm_id(short_dir / ("d" * 90), "vm1")
-    assert deep.qmp_for_qemu == Path("qmp.sock")  # resolved in QEMU's working dir
-    shallow = _vmdir.check_vm_id(short_dir, "vm1")
-    assert shallow.qmp_for_qemu == shallow.qmp
+def test_qemu_gets_only_names_relative_to_its_vm_directory(short_dir: Path) -> None:
+    """QEMU runs in the VM directory as a user that may not reach its absolute path
+    (nor fit a deep one in a unix socket address): no argument names the directory."""
+    paths = _vmdir.check_vm_id(short_dir / ("d" * 90), "vm1")
+    record = _vmdir.VmRecord(spec=spec(image="test-guest"), ssh_port=2222, accel="tcg")
+    guest = GuestImage(
+        kernel=short_dir / "cache" / "vmlinux",
+        initrd=short_dir / "cache" / "initrd.cpio",
+        append="console=ttyS0",
+        version="1",
+    )
+    config = BootConfig(
+        qemu_binary="qemu-system-x86_64",
+        qemu_img="qemu-img",
+        pasta_binary="pasta",
+        start_timeout=1,
+        port_attempts=1,
+        outbound="nat",
+    )
+    argv = _boot._argv(paths, record, guest, config)
+    assert argv[:5] == ["unshare", "--user", "--map-root-user", "--net", "--"]
+    assert not [arg for arg in argv if str(short_dir) in arg]
+    assert "-pidfile" not in argv  # the node writes it (QEMU would resolve the path)
+    assert argv[argv.index("-kernel") + 1] == "vmlinux"
+    assert "socket,id=qmp0,path=qmp.sock,server=on,wait=off" in argv
+    assert "user,id=net0,hostfwd=tcp::2222-:22" in argv
+    assert argv[argv.index("-sandbox") + 1].startswith("on,")
 
 
 async def test_qmp_session_reaches_a_socket_whose_path_is_too_long(short_dir: Path) -> None:
@@ -640,34 +668,88 @@ async def test_probe_without_a_kvm_device_boots_nothing(short_dir: Path) -> None
 # -- launch up to QEMU, with a QEMU that cannot start ----------------------------------------
 
 
+# A QEMU stand-in that starts like QEMU (its QMP socket appears) and keeps running.
+QEMU_STARTS = """#!/bin/sh
+echo "$@" >> {calls}
+: > qmp.sock
+while :; do sleep 1; done
+"""
+# A pasta stand-in whose port is always taken, logging like pasta does.
+PASTA_PORT_TAKEN = """#!/bin/sh
+echo "$@" >> {calls}
+echo "ERROR:   Failed to bind any port for '$*', exiting" > pasta.log
+exit 1
+"""
+
+
 async def test_launch_retries_taken_ports_then_fails(short_dir: Path) -> None:
     (short_dir / "base.img").write_bytes(BASE)
-    binary = executable(
-        short_dir / "qemu-system-x86_64",
-        f"""#!/bin/sh
-echo "$@" >> {short_dir / "calls"}
-echo "qemu-system-x86_64: -netdev user: Could not set up host forwarding rule" >&2
-exit 1
-""",
-    )
-    qemu = backend(short_dir, qemu_binary=str(binary), port_attempts=3)
+    qemu_calls, pasta_calls = short_dir / "qemu-calls", short_dir / "pasta-calls"
+    binary = executable(short_dir / "qemu-system-x86_64", QEMU_STARTS.format(calls=qemu_calls))
+    pasta = executable(short_dir / "pasta", PASTA_PORT_TAKEN.format(calls=pasta_calls))
+    qemu = backend(short_dir, qemu_binary=str(binary), pasta_binary=str(pasta), port_attempts=3)
     with pytest.raises(BackendError, match="no free SSH port for vm1 after 3 tries"):
         await qemu.launch(spec())
-    attempts = (short_dir / "calls").read_text().splitlines()
-    ports = {arg.split("hostfwd=tcp:127.0.0.1:")[1].split("-")[0] for arg in attempts}
+    attempts = pasta_calls.read_text().splitlines()
+    ports = {arg.split("127.0.0.1/")[1].split(":")[0] for arg in attempts}
     assert len(attempts) == 3
     assert len(ports) == 3
-    # what is left is a provisioned but stopped VM, as after a crash mid-launch
+    assert len(qemu_calls.read_text().splitlines()) == 1  # QEMU waited for the ports
+    assert " --netns /proc/" in attempts[0]
+    # the failed start left no QEMU running: a provisioned but stopped VM, as after a
+    # crash mid-launch
+    vm_dir = short_dir / "vms" / "vm1"
+    assert _process.scan_for_owner(vm_dir / "qemu.pid") == []
     observed = await qemu.inspect("vm1")
     assert observed.state is BackendState.STOPPED
-    info = await disk_info(short_dir / "vms" / "vm1" / "disk.qcow2")
-    assert info["backing-filename"] == str(short_dir / "base.img")
-    assert (short_dir / "vms" / "vm1" / "seed.iso").exists()
+    assert stat.S_IMODE(vm_dir.stat().st_mode) == 0o700
+    # the overlay names its base in the VM directory: the same file as the image's
+    info = await disk_info(vm_dir / "disk.qcow2")
+    assert info["backing-filename"] == "base"
+    assert (vm_dir / "base").stat().st_ino == (short_dir / "base.img").stat().st_ino
+    assert (vm_dir / "seed.iso").exists()
     # the same id with another spec is a conflict, not a silent reuse
     with pytest.raises(BackendError, match="different spec"):
         await qemu.launch(spec(storage_gib=2))
     await qemu.delete("vm1")
-    assert not (short_dir / "vms" / "vm1").exists()
+    assert not vm_dir.exists()
+
+
+async def test_a_started_qemu_is_found_and_its_pasta_ends_with_it(short_dir: Path) -> None:
+    """QEMU as the node starts it (relative names, run in its directory) is ours; pasta
+    is known by its record, started again when lost, and killed on delete."""
+    (short_dir / "base.img").write_bytes(BASE)
+    binary = executable(
+        short_dir / "qemu-system-x86_64", QEMU_STARTS.format(calls=short_dir / "calls")
+    )
+    pasta = executable(
+        short_dir / "pasta",
+        "#!/bin/sh\necho $$ > pasta.pid\nwhile :; do sleep 1; done\n",
+    )
+    qemu = backend(short_dir, qemu_binary=str(binary), pasta_binary=str(pasta), qmp_timeout=0.2)
+    paths = _vmdir.check_vm_id((short_dir / "vms").absolute(), "vm1")
+    with trio.move_on_after(1.5):  # the fake QMP socket never answers: launch waits
+        await qemu.launch(spec())
+    qemu_pid = _process.live_pid(paths.pidfile)
+    assert qemu_pid is not None
+    assert _process.scan_for_owner(paths.pidfile) == [qemu_pid]
+    assert psutil.Process(qemu_pid).cwd() == str(paths.dir)
+    first = _network.live_pasta(paths.pasta)
+    assert first is not None
+    psutil.Process(first).kill()
+    with trio.fail_after(5):
+        while True:
+            if _network.live_pasta(paths.pasta) is None:
+                break
+            await trio.sleep(0.05)
+    with trio.move_on_after(1.5):  # start of a running VM: pasta comes back
+        await qemu.start("vm1")
+    second = _network.live_pasta(paths.pasta)
+    assert second is not None
+    assert second != first
+    await qemu.delete("vm1")
+    assert not psutil.pid_exists(second) or psutil.Process(second).status() == "zombie"
+    assert _process.scan_for_owner(paths.pidfile) == []
 
 
 async def test_launch_reports_qemu_stderr(short_dir: Path) -> None:

@@ -12,7 +12,12 @@ KVM-less 2-core Debian 12 host (QEMU 7.2), are:
 * ``-no-reboot``: a guest reboot or poweroff ends the QEMU process, so "the process exited"
   means "the VM stopped".
 * virtio-net with ``romfile=`` (no iPXE option ROM to load and scan) on user networking,
-  with the SSH port forwarded from 127.0.0.1 only.
+  with the SSH port forwarded from ``ssh_bind`` (127.0.0.1 unless the caller runs QEMU in
+  a network namespace of its own, see ``_network``); ``restrict=on`` when the guest may
+  open no connection of its own (forwarded ports still work).
+* ``-sandbox on,...`` (QEMU's seccomp filter, with every optional deny set) for the VMs
+  the node runs: a guest that escapes into QEMU cannot exec, fork, setuid or change
+  resource limits. It kills ``-daemonize`` (a fork), so the two exclude each other.
 * ``virtio-rng-pci``: without an entropy source the guest waits ~1 s for crng init before
   it can generate its SSH host key.
 * disks on virtio-blk: the data disk first (it becomes ``/dev/vda``), then the read-only
@@ -30,6 +35,7 @@ import msgspec
 
 Accel = Literal["tcg", "kvm"]
 DiskFormat = Literal["qcow2", "raw"]
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
 class QemuSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,7 +51,12 @@ class QemuSpec(msgspec.Struct, frozen=True, kw_only=True):
     disk: Path | None = None
     disk_format: DiskFormat = "qcow2"
     ssh_port: int | None = None
-    """Host port on 127.0.0.1 forwarded to the guest's port 22 (user networking)."""
+    """Port on ``ssh_bind`` forwarded to the guest's port 22 (user networking)."""
+    ssh_bind: str = "127.0.0.1"
+    """Address the forward listens on; "" means every address (of QEMU's own netns)."""
+    restrict: bool = False
+    """No connection out of the guest through user networking (forwards still work)."""
+    sandbox: bool = False
     pidfile: Path | None = None
     serial_log: Path | None = None
     accel: Accel = "tcg"
@@ -66,6 +77,8 @@ class QemuSpec(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("nothing to boot: give a kernel or a disk")
         if self.daemonize and self.pidfile is None:
             raise ValueError("daemonize needs a pidfile (the parent exits at once)")
+        if self.daemonize and self.sandbox:
+            raise ValueError("the sandbox (spawn=deny) kills -daemonize's fork")
 
 
 def qemu_opt(value: str | Path) -> str:
@@ -78,6 +91,8 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
     argv: list[str] = [spec.binary]
     if spec.name is not None:
         argv += ["-name", qemu_opt(spec.name)]
+    if spec.sandbox:
+        argv += ["-sandbox", SANDBOX]
     argv += ["-accel", spec.accel]
     if spec.accel == "kvm":
         argv += ["-cpu", "host"]
@@ -120,8 +135,10 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
     if spec.daemonize:
         argv.append("-daemonize")
     netdev = "user,id=net0"
+    if spec.restrict:
+        netdev += ",restrict=on"
     if spec.ssh_port is not None:
-        netdev += f",hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
+        netdev += f",hostfwd=tcp:{spec.ssh_bind}:{spec.ssh_port}-:22"
     argv += [
         "-netdev",
         netdev,

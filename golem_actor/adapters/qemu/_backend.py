@@ -4,10 +4,14 @@ Theory of operation
 -------------------
 *State lives on disk, not in this object.* Each VM is a directory ``<vms_dir>/<vm_id>/``
 (see ``_vmdir``) holding ``vm.json`` (spec, private SSH port, accelerator), the qcow2
-data disk, the NoCloud seed, and, while QEMU runs, its pidfile and QMP socket. QEMU
-runs with ``-daemonize``: it outlives the node, and a new ``QemuBackend`` over the same
-``vms_dir`` (a restart after a crash) finds, observes and controls it through the pidfile
-(guarded against pid reuse, see ``_process``) and QMP (see ``_qmp``).
+data disk, the NoCloud seed, and, while QEMU runs, its pidfile and QMP socket. QEMU runs
+as the unprivileged VM user (see ``_sandbox``), sandboxed, in a network namespace of its
+own that pasta connects to the host (see ``_network``). Both run in a session of their
+own: they outlive the node, and a new ``QemuBackend`` over the same ``vms_dir`` (a
+restart after a crash) finds, observes and controls QEMU through its pidfile (guarded
+against pid reuse, see ``_process``) and QMP (see ``_qmp``), and pasta through
+``pasta.json``. pasta goes with QEMU: it is ended whenever the backend finds QEMU gone
+(stop, delete, the next start), and started again for a running QEMU that lost it.
 
 *Observation* (``inspect``): no directory, or a directory without ``vm.json`` -> MISSING
 (nothing of the VM exists that could run: the record is written before anything else;
@@ -19,15 +23,15 @@ SUSPENDED, ...; an unresponsive monitor -> UNKNOWN).
 
 *Launch* is idempotent per ``vm_id``: an existing VM with the same spec is started if
 needed and observed; with a different spec it is a conflict. Steps: record, disk (empty
-qcow2, or an overlay of a verified cloud image), seed, then QEMU with a private port
-on 127.0.0.1 picked free (retried on a hostfwd bind failure), and wait until QMP says
-``running`` (see ``_boot``). SSH readiness is the caller's business.
+qcow2, or an overlay of a verified cloud image), seed, then QEMU, then pasta with a
+private port on 127.0.0.1 picked free (retried on a bind failure), and wait until QMP
+says ``running`` (see ``_boot``). SSH readiness is the caller's business.
 
 *Stop*: ACPI ``system_powerdown``, wait for the process to exit within
-``powerdown_timeout``, then QMP ``quit``, then SIGKILL. *Delete*: SIGKILL (the disk goes
-anyway), then the directory. Operations on one VM are serialized within this object; so
-are QMP sessions (a QMP socket serves one client at a time). One node process per
-``vms_dir`` is assumed.
+``powerdown_timeout``, then QMP ``quit``, then SIGKILL; then pasta. *Delete*: SIGKILL
+of both (the disk goes anyway), then the directory. Operations on one VM are serialized
+within this object; so are QMP sessions (a QMP socket serves one client at a time). One
+node process per ``vms_dir`` is assumed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Literal
 import structlog
 import trio
 
+from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import (
     BackendError,
     BackendState,
@@ -52,10 +57,18 @@ from golem_actor.adapters.backend import (
 from golem_actor.adapters.guest import render_meta_data, render_user_data
 from golem_actor.adapters.qemu import _process, _vmdir
 from golem_actor.adapters.qemu._accel import probe_accel
-from golem_actor.adapters.qemu._boot import BootConfig, provision, start_qemu, tail
+from golem_actor.adapters.qemu._boot import BootConfig, provision, start_pasta, start_qemu, tail
 from golem_actor.adapters.qemu._images import ImageStore
+from golem_actor.adapters.qemu._network import (
+    Outbound,
+    find_pasta,
+    live_pasta,
+    record_pasta,
+    send_kill_pasta,
+)
 from golem_actor.adapters.qemu._ports import LOOPBACK, pick_free_port
 from golem_actor.adapters.qemu._qmp import QmpClient, QmpError, qmp_session
+from golem_actor.adapters.qemu._sandbox import VM_USER, RunAs, vm_user
 from golem_actor.adapters.qemu._vmdir import VmPaths, VmRecord
 from golem_actor.images import ImageCatalog
 
@@ -92,6 +105,9 @@ class QemuBackend:
         port_attempts: int = 5,
         qemu_binary: str = "qemu-system-x86_64",
         qemu_img: str = "qemu-img",
+        pasta_binary: str = "pasta",
+        outbound: Outbound = "nat",
+        run_as: str | None = VM_USER,
     ) -> None:
         self._vms_dir = vms_dir.absolute()
         self._guest_cache = guest_cache.absolute()
@@ -106,9 +122,14 @@ class QemuBackend:
         self._boot_config = BootConfig(
             qemu_binary=qemu_binary,
             qemu_img=qemu_img,
-            daemonize_timeout=boot_timeout,
+            pasta_binary=pasta_binary,
+            start_timeout=boot_timeout,
             port_attempts=port_attempts,
+            outbound=outbound,
         )
+        self._run_as = run_as
+        self._runas_choice: tuple[RunAs | None] | None = None
+        self._runas_lock = trio.Lock()
         self._images = ImageStore(
             catalog=catalog, cache_dir=self._guest_cache, download_timeout=download_timeout
         )
@@ -154,9 +175,11 @@ class QemuBackend:
                 raise VmMissing(f"no VM {vm_id}")
             pids = await self._find_all(paths)
             if not pids:
+                await self._end_pasta(paths)
                 return
             started = trio.current_time()
             await self._power_off(paths, pids)
+            await self._end_pasta(paths)
             log.info("vm_stopped", vm_id=vm_id, seconds=round(trio.current_time() - started, 2))
 
     async def delete(self, vm_id: str) -> None:
@@ -165,6 +188,7 @@ class QemuBackend:
             pids = await self._find_all(paths)
             if pids:
                 await self._kill(paths, pids)
+            await self._end_pasta(paths)
             if await trio.to_thread.run_sync(_vmdir.remove_vm_dir, paths) or pids:
                 log.info("vm_deleted", vm_id=vm_id, killed=sorted(pids))
         for locks in (self._op_locks, self._qmp_locks):  # forget idle locks of a gone VM
@@ -233,6 +257,28 @@ class QemuBackend:
                 self._accel_choice = verdict
             return self._accel_choice
 
+    async def _runas(self) -> RunAs | None:
+        """Who QEMU runs as: the VM user (created when missing) when the node is root."""
+        if self._runas_choice is not None:
+            return self._runas_choice[0]
+        async with self._runas_lock:
+            if self._runas_choice is None:
+                runas = None
+                if self._run_as is not None:
+                    runas = await trio.to_thread.run_sync(vm_user, self._run_as)
+                if runas is not None:
+                    log.info("vm_user", user=runas.name, uid=runas.uid)
+                else:
+                    log.warning(
+                        "vm_user_fallback",
+                        user=os.getuid(),
+                        reason="the node is not root: QEMU runs as the node's own user"
+                        if self._run_as is not None
+                        else "no VM user configured",
+                    )
+                self._runas_choice = (runas,)
+            return self._runas_choice[0]
+
     # -- processes and QMP ------------------------------------------------------------
 
     def _op_lock(self, vm_id: str) -> trio.Lock:
@@ -255,6 +301,18 @@ class QemuBackend:
             return found | ({pid} if pid is not None else set())
 
         return await trio.to_thread.run_sync(find)
+
+    async def _end_pasta(self, paths: VmPaths) -> None:
+        """End the VM's pasta (its QEMU is gone); no pasta of ours running is fine."""
+        if not await trio.to_thread.run_sync(send_kill_pasta, paths.pasta):
+            return
+        with trio.move_on_after(self._kill_timeout):
+            while True:
+                if await trio.to_thread.run_sync(live_pasta, paths.pasta) is None:
+                    log.info("vm_pasta_ended", vm_id=paths.vm_id)
+                    return
+                await trio.sleep(0.05)
+        raise BackendError(f"pasta of {paths.vm_id} survived SIGKILL")
 
     async def _wait_gone(self, paths: VmPaths, pids: set[int], seconds: float) -> bool:
         with trio.move_on_after(seconds):
@@ -317,12 +375,16 @@ class QemuBackend:
     # -- booting ----------------------------------------------------------------------
 
     async def _ensure_running(self, paths: VmPaths, record: VmRecord) -> Observed:
-        if await self._find_all(paths):
-            return await self._observe(paths, record)
+        pids = await self._find_all(paths)
+        if pids:
+            return await self._observe(paths, await self._ensure_pasta(paths, record, pids))
+        await self._end_pasta(paths)
         started = trio.current_time()
         image = await self._images.materialize(record.spec.image)
         await provision(paths, record.spec, image, qemu_img=self._qemu_img)
-        record = await start_qemu(paths, record, image, await self._accel(), self._boot_config)
+        record = await start_qemu(
+            paths, record, image, await self._accel(), self._boot_config, await self._runas()
+        )
         await self._wait_running(paths, started + self._boot_timeout)
         log.info(
             "vm_running",
@@ -332,6 +394,26 @@ class QemuBackend:
             seconds=round(trio.current_time() - started, 2),
         )
         return await self._observe(paths, record)
+
+    async def _ensure_pasta(self, paths: VmPaths, record: VmRecord, pids: set[int]) -> VmRecord:
+        """Complete what a node killed mid-start left: QEMU's pidfile, pasta's record, or
+        pasta itself (started again for a running QEMU in a namespace of its own)."""
+        pid = await trio.to_thread.run_sync(_process.live_pid, paths.pidfile)
+        if pid is None and len(pids) == 1:
+            (pid,) = pids
+            await trio.to_thread.run_sync(write_atomic, paths.pidfile, f"{pid}\n".encode())
+            log.warning("vm_pidfile_rewritten", vm_id=paths.vm_id, qemu_pid=pid)
+        if pid is None or await trio.to_thread.run_sync(live_pasta, paths.pasta) is not None:
+            return record
+        if not await trio.to_thread.run_sync(_own_netns, pid):
+            return record  # started before QEMU got a namespace: it forwards itself
+        orphan = await trio.to_thread.run_sync(find_pasta, pid)
+        if orphan is not None:
+            await trio.to_thread.run_sync(record_pasta, paths.pasta, orphan, pid)
+            log.warning("vm_pasta_adopted", vm_id=paths.vm_id, pasta_pid=orphan)
+            return record
+        log.warning("vm_pasta_restarted", vm_id=paths.vm_id, qemu_pid=pid)
+        return await start_pasta(paths, record, pid, self._boot_config, await self._runas())
 
     async def _wait_running(self, paths: VmPaths, deadline: float) -> None:
         last_error = ""
@@ -355,3 +437,11 @@ class QemuBackend:
         raise BackendError(
             f"QEMU for {paths.vm_id} not running after {self._boot_timeout:g}s ({last_error})"
         )
+
+
+def _own_netns(pid: int) -> bool:
+    """Whether ``pid`` runs in another network namespace than the node (blocking)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return False

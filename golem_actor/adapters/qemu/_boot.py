@@ -1,38 +1,57 @@
-"""Provisioning a VM directory and starting its detached QEMU.
+"""Provisioning a VM directory and starting its QEMU and its network helper.
 
-Why a module of its own: this is the one place where a VM's files turn into a QEMU
-process, with the quirks of doing that from a daemon:
+Why a module of its own: this is the one place where a VM's files turn into processes,
+with the quirks of doing that from a daemon:
 
 * disk and seed are made only when missing, so a repeated launch (or a ``start`` after a
   crash mid-launch) completes a half-made VM instead of redoing it;
-* QEMU runs with ``-daemonize``: the parent exits once the machine is set up (chardevs,
-  QMP socket, hostfwd bound), and the daemon, reparented away from us, outlives the node.
-  Its stderr goes to ``qemu.log``, never to a pipe the daemon could keep open, and
-  stdin/stdout to ``/dev/null``: the node's stdio is never inherited;
-* the SSH forward port is a guess (see ``_ports``): the record names the port *before*
-  each attempt, and a bind failure makes another attempt with a fresh port.
+* QEMU runs as the VM user (see ``_sandbox``) in a namespace of its own (see
+  ``_network``), under its seccomp sandbox, which forbids ``-daemonize``'s fork. So QEMU
+  and pasta are started as children in a session of their own and reaped by a trio
+  system task while the node runs; after a node restart they are nobody's children and
+  are found again through their pidfile/record. stdio never goes to a pipe: stderr to
+  ``qemu.log``/``pasta.log``, stdin/stdout to ``/dev/null``;
+* the node writes QEMU's pidfile (QEMU's own ``-pidfile`` resolves the absolute path,
+  which the VM user may have no access to); QEMU counts as started once its QMP socket
+  exists, and one that exits before that is a failure reported with its exit status and
+  stderr;
+* the host's SSH port is bound by pasta and is a guess (see ``_ports``): the record names
+  the port *before* each attempt, and a bind failure makes another attempt with a fresh
+  port (QEMU keeps running meanwhile).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import subprocess
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import msgspec
 import structlog
 import trio
 
+from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import BackendError, LaunchSpec
 from golem_actor.adapters.guest import GuestImage, make_nocloud_seed
-from golem_actor.adapters.qemu import _vmdir
+from golem_actor.adapters.qemu import _process, _vmdir
 from golem_actor.adapters.qemu._argv import QemuSpec, qemu_argv
 from golem_actor.adapters.qemu._disk import create_data_disk, create_overlay
 from golem_actor.adapters.qemu._images import CloudDisk
-from golem_actor.adapters.qemu._ports import HOSTFWD_FAILURE, pick_free_port, port_is_free
+from golem_actor.adapters.qemu._network import (
+    NS_SSH_PORT,
+    PASTA_BIND_FAILURE,
+    Outbound,
+    namespace_prefix,
+    pasta_argv,
+    record_pasta,
+)
+from golem_actor.adapters.qemu._ports import pick_free_port, port_is_free
+from golem_actor.adapters.qemu._sandbox import RunAs, link_into, localize_backing, own_vm_dir
 from golem_actor.adapters.qemu._vmdir import VmPaths, VmRecord
 
-__all__ = ["BootConfig", "provision", "start_qemu", "tail"]
+__all__ = ["BootConfig", "provision", "start_pasta", "start_qemu", "tail"]
 
 log = structlog.get_logger("golem_actor.qemu")
 
@@ -40,8 +59,10 @@ log = structlog.get_logger("golem_actor.qemu")
 class BootConfig(msgspec.Struct, frozen=True, kw_only=True):
     qemu_binary: str
     qemu_img: str
-    daemonize_timeout: float
+    pasta_binary: str
+    start_timeout: float
     port_attempts: int
+    outbound: Outbound
 
 
 def tail(path: Path, chars: int = 2000) -> str:
@@ -74,59 +95,145 @@ async def provision(
 
 
 def _argv(
-    paths: VmPaths, record: VmRecord, image: GuestImage | CloudDisk, binary: str
+    paths: VmPaths,
+    record: VmRecord,
+    image: GuestImage | CloudDisk,
+    config: BootConfig,
 ) -> list[str]:
+    """QEMU's argv, every file relative to the VM directory (see ``_sandbox``)."""
     # the test guest boots its kernel directly; a cloud image boots from its disk
     guest = image if isinstance(image, GuestImage) else None
-    return qemu_argv(
+    return namespace_prefix() + qemu_argv(
         QemuSpec(
             cpus=record.spec.resources.cpus,
             memory_mib=record.spec.resources.memory_mib,
-            qmp_socket=paths.qmp_for_qemu,
-            kernel=None if guest is None else guest.kernel,
-            initrd=None if guest is None else guest.initrd,
+            qmp_socket=Path(VmPaths.QMP),
+            kernel=None if guest is None else Path(VmPaths.KERNEL),
+            initrd=None if guest is None else Path(VmPaths.INITRD),
             append="" if guest is None else guest.append,
-            seed=paths.seed,
-            disk=paths.disk,
-            ssh_port=record.ssh_port,
-            pidfile=paths.pidfile,
-            serial_log=paths.serial,
+            seed=Path(VmPaths.SEED),
+            disk=Path(VmPaths.DISK),
+            ssh_port=NS_SSH_PORT,
+            ssh_bind="",  # the namespace's loopback is down until pasta configures it
+            restrict=config.outbound == "none",
+            pidfile=None,  # QEMU would resolve its absolute path: the node writes it
+            serial_log=Path(VmPaths.SERIAL),
             accel=record.accel,
-            daemonize=True,
+            sandbox=True,
             name=paths.vm_id,
-            binary=binary,
+            binary=config.qemu_binary,
         )
     )
 
 
-def _remove_stale(paths: VmPaths) -> None:
-    """Files a killed QEMU left behind (a clean exit removes them itself)."""
-    for stale in (paths.pidfile, paths.qmp):
+def _prepare(
+    paths: VmPaths, image: GuestImage | CloudDisk, runas: RunAs | None, qemu_img: str
+) -> None:
+    """Remove what a killed QEMU or pasta left behind (a clean exit removes QEMU's
+    pidfile and socket itself), link the boot files and an overlay's base into the VM
+    directory, hand the directory to the VM user (see ``_sandbox``)."""
+    for stale in (paths.pidfile, paths.qmp, paths.pasta_pid, paths.pasta_log):
         stale.unlink(missing_ok=True)
+    if isinstance(image, GuestImage):
+        link_into(paths.dir, VmPaths.KERNEL, image.kernel)
+        link_into(paths.dir, VmPaths.INITRD, image.initrd)
+    localize_backing(paths.dir, VmPaths.DISK, qemu_img=qemu_img)
+    own_vm_dir(paths.dir, runas)
 
 
-async def _run_daemonizing(argv: list[str], paths: VmPaths, config: BootConfig) -> tuple[int, str]:
-    """Run QEMU with ``-daemonize`` until its parent exits; (exit code, stderr tail)."""
-    log_file = await trio.to_thread.run_sync(lambda: paths.qemu_log.open("wb"))
+async def _reap(process: trio.Process) -> None:
+    with contextlib.suppress(OSError):
+        await process.wait()
+
+
+async def _spawn(
+    argv: list[str], *, cwd: Path, stderr: Path | None, runas: RunAs | None
+) -> trio.Process:
+    """Start ``argv`` in a session of its own (as ``runas``), reaped in the background."""
+    log = None if stderr is None else await trio.to_thread.run_sync(stderr.open, "wb")
     try:
-        with trio.fail_after(config.daemonize_timeout):
-            result = await trio.run_process(
+        err: int | IO[bytes] = subprocess.DEVNULL if log is None else log
+        if runas is None:
+            process = await trio.lowlevel.open_process(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=log_file,
-                check=False,
-                cwd=paths.dir,  # a relative QMP socket path is resolved here
+                stderr=err,
+                cwd=cwd,
+                start_new_session=True,
             )
-    except trio.TooSlowError:
-        raise BackendError(
-            f"QEMU for {paths.vm_id} did not daemonize within {config.daemonize_timeout:g}s"
-        ) from None
+        else:
+            process = await trio.lowlevel.open_process(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=cwd,
+                start_new_session=True,
+                user=runas.uid,
+                group=runas.gid,
+                extra_groups=list(runas.groups),
+            )
     except OSError as exc:
-        raise BackendError(f"cannot run {argv[0]}: {exc}") from None
+        raise BackendError(f"cannot run {argv[0]}: {exc}") from exc
     finally:
-        log_file.close()
-    return result.returncode, await trio.to_thread.run_sync(tail, paths.qemu_log)
+        if log is not None:
+            log.close()
+    trio.lowlevel.spawn_system_task(_reap, process)
+    return process
+
+
+async def _wait_qemu(paths: VmPaths, process: trio.Process, deadline: float) -> None:
+    while trio.current_time() < deadline:
+        if process.returncode is not None:
+            stderr = await trio.to_thread.run_sync(tail, paths.qemu_log)
+            raise BackendError(
+                f"QEMU for {paths.vm_id} failed to start (exit {process.returncode}): {stderr}"
+            )
+        if await trio.to_thread.run_sync(paths.qmp.exists):
+            return
+        await trio.sleep(0.05)
+    raise BackendError(f"QEMU for {paths.vm_id} opened no QMP socket within the start timeout")
+
+
+async def _wait_pasta(paths: VmPaths, process: trio.Process, deadline: float) -> bool:
+    """Whether pasta got ready; False when its port was taken; raises on other failures."""
+    while trio.current_time() < deadline:
+        if process.returncode is not None:
+            log_text = await trio.to_thread.run_sync(tail, paths.pasta_log)
+            if PASTA_BIND_FAILURE in log_text:
+                return False
+            raise BackendError(
+                f"pasta for {paths.vm_id} failed (exit {process.returncode}): {log_text or '-'}"
+            )
+        if await trio.to_thread.run_sync(_process.read_pidfile, paths.pasta_pid) == process.pid:
+            return True
+        await trio.sleep(0.05)
+    await _kill_and_wait(process)
+    raise BackendError(f"pasta for {paths.vm_id} not ready within the start timeout")
+
+
+async def start_pasta(
+    paths: VmPaths, record: VmRecord, qemu_pid: int, config: BootConfig, runas: RunAs | None
+) -> VmRecord:
+    """Connect the namespace of ``qemu_pid`` to the host; the record as written for the
+    port that worked."""
+    deadline = trio.current_time() + config.start_timeout
+    port = record.ssh_port if port_is_free(record.ssh_port) else pick_free_port()
+    for _attempt in range(config.port_attempts):
+        record = msgspec.structs.replace(record, ssh_port=port)
+        await trio.to_thread.run_sync(_vmdir.write_record, paths, record)
+        for stale in (paths.pasta_pid, paths.pasta_log):
+            await trio.to_thread.run_sync(functools.partial(stale.unlink, missing_ok=True))
+        argv = pasta_argv(qemu_pid=qemu_pid, host_port=port, outbound=config.outbound)
+        argv[0] = config.pasta_binary
+        process = await _spawn(argv, cwd=paths.dir, stderr=None, runas=runas)
+        await trio.to_thread.run_sync(record_pasta, paths.pasta, process.pid, qemu_pid)
+        if await _wait_pasta(paths, process, deadline):
+            return record
+        log.info("vm_port_taken", vm_id=paths.vm_id, port=port)
+        port = pick_free_port()
+    raise BackendError(f"no free SSH port for {paths.vm_id} after {config.port_attempts} tries")
 
 
 async def start_qemu(
@@ -135,21 +242,30 @@ async def start_qemu(
     image: GuestImage | CloudDisk,
     accel: Literal["kvm", "tcg"],
     config: BootConfig,
+    runas: RunAs | None,
 ) -> VmRecord:
-    """Start the VM's detached QEMU; the record as written for the attempt that worked."""
-    port = record.ssh_port if port_is_free(record.ssh_port) else pick_free_port()
-    for _attempt in range(config.port_attempts):
-        record = msgspec.structs.replace(record, ssh_port=port, accel=accel)
-        await trio.to_thread.run_sync(_vmdir.write_record, paths, record)
-        await trio.to_thread.run_sync(_remove_stale, paths)
-        argv = _argv(paths, record, image, config.qemu_binary)
-        returncode, stderr = await _run_daemonizing(argv, paths, config)
-        if returncode == 0:
-            return record
-        if HOSTFWD_FAILURE not in stderr:
-            raise BackendError(
-                f"QEMU for {paths.vm_id} failed to start (exit {returncode}): {stderr}"
-            )
-        log.info("vm_port_taken", vm_id=paths.vm_id, port=port)
-        port = pick_free_port()
-    raise BackendError(f"no free SSH port for {paths.vm_id} after {config.port_attempts} tries")
+    """Start the VM's QEMU and its pasta; the record as written for the attempt that
+    worked. On a failure nothing of this start keeps running."""
+    record = msgspec.structs.replace(record, accel=accel)
+    await trio.to_thread.run_sync(_vmdir.write_record, paths, record)
+    await trio.to_thread.run_sync(_prepare, paths, image, runas, config.qemu_img)
+    deadline = trio.current_time() + config.start_timeout
+    argv = _argv(paths, record, image, config)
+    qemu = await _spawn(argv, cwd=paths.dir, stderr=paths.qemu_log, runas=runas)
+    try:
+        pid = f"{qemu.pid}\n".encode()
+        await trio.to_thread.run_sync(write_atomic, paths.pidfile, pid)
+        await _wait_qemu(paths, qemu, deadline)
+        return await start_pasta(paths, record, qemu.pid, config, runas)
+    except BaseException:
+        await _kill_and_wait(qemu)
+        raise
+
+
+async def _kill_and_wait(process: trio.Process) -> None:
+    """SIGKILL a child of ours and wait for its end (bounded, even when cancelled)."""
+    if process.returncode is None:
+        process.kill()
+    with trio.move_on_after(10) as scope:
+        scope.shield = True
+        await process.wait()

@@ -1,20 +1,22 @@
 """Finding, watching and killing the detached QEMU of one VM, safely.
 
-Why a module of its own: a daemonized QEMU (``-daemonize``) is not our child, so we find
-it again through its pidfile after any restart of the node, and a pid is only a hint:
-after QEMU dies its pid may be reused by an unrelated process. So a pid counts as "this
-VM's QEMU" only when the process is alive, not a zombie, and its command line holds
-``-pidfile <this VM's pidfile>`` (an absolute path inside this VM's directory, which no
-other process has a reason to carry). Nothing here ever signals a process that fails
-that check: the backend never touches a process it did not create.
+Why a module of its own: QEMU outlives the node (it runs in a session of its own), so
+after a restart of the node it is not our child and we find it again through its
+pidfile, and a pid is only a hint: after QEMU dies its pid may be reused by an
+unrelated process. So a pid counts as "this VM's QEMU" only when the process is alive,
+not a zombie, and its command line holds ``-pidfile <this VM's pidfile>`` (an absolute
+path inside this VM's directory, which no other process has a reason to carry), or
+``-name <vm id>`` while it runs in this VM's directory (QEMU as the VM user, see
+``_marked``). Nothing here ever signals a process that fails that check: the backend
+never touches a process it did not create.
 
-When the pidfile is gone (QEMU deletes it on a clean exit; a crash between exec and
-its creation) :func:`scan_for_owner` walks the process table for the same command-line
-mark, so ``delete`` and ``launch`` never leave or duplicate a QEMU.
+When the pidfile is gone or stale (a crash between exec and its creation; an older
+QEMU deleted its own on a clean exit) :func:`scan_for_owner` walks the process table
+for the same mark, so ``delete`` and ``launch`` never leave or duplicate a QEMU.
 
-Daemonized QEMU is reparented to PID 1, which may not reap (in a container or microVM):
-a zombie counts as exited. All functions are synchronous and read ``/proc``; the backend
-calls them through ``trio.to_thread.run_sync``.
+A QEMU left by an earlier node is reparented to PID 1, which may not reap (in a
+container or microVM): a zombie counts as exited. All functions are synchronous and
+read ``/proc``; the backend calls them through ``trio.to_thread.run_sync``.
 """
 
 from __future__ import annotations
@@ -39,9 +41,16 @@ def read_pidfile(pidfile: Path) -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
-def _cmdline_marks(cmdline: list[str], pidfile: Path) -> bool:
-    target = str(pidfile)
-    return any(arg == "-pidfile" and value == target for arg, value in itertools.pairwise(cmdline))
+def _marked(process: psutil.Process, pidfile: Path) -> bool:
+    """Whether the command line holds ``-pidfile <pidfile>``, or ``-name <the pidfile's
+    directory name>`` while the process runs in that directory (QEMU as the VM user:
+    it cannot resolve absolute paths it has no access to, so the node writes the
+    pidfile for it, see ``_boot``)."""
+    pairs = set(itertools.pairwise(process.cmdline()))
+    if ("-pidfile", str(pidfile)) in pairs:
+        return True
+    directory = pidfile.parent
+    return ("-name", directory.name) in pairs and process.cwd() == str(directory)
 
 
 def _owned(pid: int, pidfile: Path) -> psutil.Process | None:
@@ -49,7 +58,7 @@ def _owned(pid: int, pidfile: Path) -> psutil.Process | None:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        return process if _cmdline_marks(process.cmdline(), pidfile) else None
+        return process if _marked(process, pidfile) else None
     except (psutil.Error, OSError):
         return None
 

@@ -70,7 +70,16 @@ class VmPaths:
     QMP = "qmp.sock"
     SERIAL = "serial.log"
     QEMU_LOG = "qemu.log"
-    KNOWN = frozenset({RECORD, DISK, SEED, PIDFILE, QMP, SERIAL, QEMU_LOG})
+    KERNEL = "vmlinux"  # the test guest's boot files, linked from the image cache
+    INITRD = "initrd"
+    BASE = "base"  # an overlay disk's base image, linked from the image cache
+    PASTA = "pasta.json"  # the network helper (see _network): its identity,
+    PASTA_PID = "pasta.pid"  # its own pidfile (written once it is ready),
+    PASTA_LOG = "pasta.log"  # and its log
+    KNOWN = frozenset(
+        {RECORD, DISK, SEED, PIDFILE, QMP, SERIAL, QEMU_LOG}
+        | {KERNEL, INITRD, BASE, PASTA, PASTA_PID, PASTA_LOG}
+    )
 
     def __init__(self, vms_dir: Path, vm_id: str) -> None:
         self.vm_id = vm_id
@@ -83,18 +92,9 @@ class VmPaths:
         self.qmp = self.dir / self.QMP
         self.serial = self.dir / self.SERIAL
         self.qemu_log = self.dir / self.QEMU_LOG
-
-    @property
-    def qmp_for_qemu(self) -> Path:
-        """The socket path QEMU is given (it runs with the VM dir as its working dir).
-
-        A unix socket path holds at most 107 bytes, and a data directory may be deeper
-        than that allows; QEMU then gets the relative name, resolved in its working dir
-        (before `-daemonize` changes it), and `qmp_session` reaches it the same way.
-        """
-        if len(os.fsencode(self.qmp)) > SUN_PATH_MAX:
-            return Path(self.QMP)
-        return self.qmp
+        self.pasta = self.dir / self.PASTA
+        self.pasta_pid = self.dir / self.PASTA_PID
+        self.pasta_log = self.dir / self.PASTA_LOG
 
     def leftovers(self) -> list[Path]:
         """Dotted staging/deleting directories of this VM id left by a crash."""
