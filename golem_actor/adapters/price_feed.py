@@ -24,7 +24,7 @@ import trio
 
 from golem_actor.domain.pricing import positive_rate
 
-__all__ = ["ETH_IDS", "FeedError", "PriceFeed", "Quote"]
+__all__ = ["ETH_IDS", "FeedError", "FixedRates", "PriceFeed", "Quote"]
 
 ETH_IDS = ("ethereum",)
 MAX_BODY = 64 * 1024  # a price answer is a few hundred bytes
@@ -65,6 +65,9 @@ class PriceFeed:
         self._glm_ids = tuple(glm_ids)
         self._eth_ids = tuple(eth_ids)
         self._timeout = timeout
+
+    def describe(self) -> str:
+        return ", ".join(self.urls) or "no price feed"
 
     async def _ask(self, client: httpx.AsyncClient, url: str) -> dict[str, Any]:
         params = {"ids": ",".join((*self._glm_ids, *self._eth_ids)), "vs_currencies": "usd"}
@@ -115,3 +118,19 @@ class PriceFeed:
         if glm is None and eth is None:
             raise FeedError("; ".join(problems) or "no price feed configured") from last
         return Quote(glm_usd=glm, eth_usd=eth, problems=tuple(problems))
+
+
+class FixedRates:
+    """Rates fixed by configuration (the `local` payments profile, whose tokens have no
+    market price): the same interface as a feed, always answering the same quote."""
+
+    def __init__(self, *, glm_usd: Decimal, eth_usd: Decimal) -> None:
+        if glm_usd <= 0 or eth_usd <= 0:
+            raise ValueError("fixed rates must be above zero")
+        self._quote = Quote(glm_usd=glm_usd, eth_usd=eth_usd)
+
+    def describe(self) -> str:
+        return "fixed"
+
+    async def fetch(self) -> Quote:
+        return self._quote

@@ -31,11 +31,13 @@ from golem_actor.domain.resources import MIB_PER_GIB, Resources
 from golem_actor.domain.streams import HOURS_PER_MONTH, SECONDS_PER_MONTH
 
 __all__ = [
+    "EXAMPLES",
     "GLM_QUANTUM",
     "HOURS_PER_MONTH",
-    "EXAMPLES",
     "GlmPrices",
+    "PriceInfo",
     "PriceState",
+    "RateInfo",
     "RateReading",
     "UsdPrices",
     "WeiOverride",
@@ -43,10 +45,12 @@ __all__ = [
     "glm_prices",
     "native_min_rate",
     "positive_rate",
+    "price_info",
     "rate_moved",
     "rate_state",
     "requestor_rate",
     "usd_per_month",
+    "why_unusable",
 ]
 
 GLM_QUANTUM = Decimal("0.00000001")
@@ -169,3 +173,86 @@ def rate_state(reading: RateReading | None, *, now: float, max_age: float) -> Pr
     if reading is None:
         return "unknown"
     return "known" if now - reading.confirmed_at <= max_age else "stale"
+
+
+class RateInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One exchange rate as `status` shows it."""
+
+    state: PriceState
+    usd: Decimal | None  # USD per token; None when never known
+    confirmed_at: float | None  # Unix time a feed last confirmed it
+
+
+class PriceInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The node's prices and where they stand (the pricing actor's answer, `status`).
+
+    `state` is the GLM rate's: adverts and GLM streams need it. `glm` is None unless that
+    rate is known: the node never advertises or gates with a price of zero.
+    """
+
+    state: PriceState
+    why: str  # empty when known; else why there is no price
+    usd: UsdPrices
+    glm: GlmPrices | None
+    glm_usd: RateInfo
+    eth_usd: RateInfo
+    last_error: str | None  # the last feed failure, if the last attempt failed
+    source: str  # where the rates come from: the feeds' URLs, or "fixed"
+    override: bool  # the wei-per-month settings replace the USD prices for gating
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def why_unusable(
+    name: str, reading: RateReading | None, *, now: float, max_age: float, error: str | None
+) -> str:
+    """Why the `name` rate (e.g. "GLM/USD") cannot be used, or "" when it can."""
+    state = rate_state(reading, now=now, max_age=max_age)
+    feed = f": {error}" if error else ""
+    if state == "unknown":
+        return f"no {name} rate known yet{feed or ' (not fetched yet)'}"
+    if state == "stale":
+        assert reading is not None
+        return (
+            f"the {name} rate is stale: last confirmed {_age(now - reading.confirmed_at)} ago,"
+            f" {_age(max_age)} allowed{feed}"
+        )
+    return ""
+
+
+def price_info(
+    usd: UsdPrices,
+    *,
+    glm: RateReading | None,
+    eth: RateReading | None,
+    now: float,
+    max_age: float,
+    last_error: str | None,
+    source: str,
+    override: bool = False,
+) -> PriceInfo:
+    def info(reading: RateReading | None) -> RateInfo:
+        return RateInfo(
+            state=rate_state(reading, now=now, max_age=max_age),
+            usd=None if reading is None else reading.usd,
+            confirmed_at=None if reading is None else reading.confirmed_at,
+        )
+
+    glm_info = info(glm)
+    return PriceInfo(
+        state=glm_info.state,
+        why=why_unusable("GLM/USD", glm, now=now, max_age=max_age, error=last_error),
+        usd=usd,
+        glm=glm_prices(usd, glm.usd) if glm is not None and glm_info.state == "known" else None,
+        glm_usd=glm_info,
+        eth_usd=info(eth),
+        last_error=last_error,
+        source=source,
+        override=override,
+    )

@@ -160,7 +160,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pricing_update_min_delta_percent: NonNegativeFloat = 1.0
     pricing_update_interval_discovery: PositiveInt = 900
     pricing_update_interval_golem_base: PositiveInt = 14400
-    pricing_max_age_seconds: PositiveInt = 86400  # past it, a rate the feed did not confirm is unusable
+    pricing_max_age_seconds: PositiveInt = 86400  # an older rate prices nothing
 
     # Streaming payments.
     polygon_rpc_url: OptionalHttpUrl = ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -57,10 +57,8 @@ class FeedServer:
             f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
         )
-        try:
+        with suppress(trio.BrokenResourceError):
             await stream.send_all(head.encode() + body)
-        except trio.BrokenResourceError:
-            pass
         await stream.aclose()
 
 

@@ -47,9 +47,7 @@ async def test_the_first_glm_id_with_a_positive_price_wins() -> None:
         ((200, b"x" * 70_000), "answer too large"),
     ],
 )
-async def test_a_feed_without_a_usable_price_is_an_error(
-    answer: object, problem: str
-) -> None:
+async def test_a_feed_without_a_usable_price_is_an_error(answer: object, problem: str) -> None:
     async with feed_server(answer) as feed:
         with pytest.raises(FeedError, match=problem) as failed:
             await PriceFeed([feed.url], glm_ids=IDS).fetch()

@@ -61,7 +61,7 @@ def test_native_rate_is_the_usd_price_at_the_eth_rate_rounded_down() -> None:
     # 20 USD at 2000 USD/ETH = 0.01 ETH a month = 1e16 wei / 2,628,000 s
     assert native_min_rate(DEFAULTS, Decimal(2000), MEDIUM) == 10**16 // 2_628_000
     assert native_min_rate(DEFAULTS, Decimal(4000), MEDIUM) == 10**16 // 2 // 2_628_000
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="above zero"):
         native_min_rate(DEFAULTS, Decimal(0), MEDIUM)
 
 

@@ -1,0 +1,28 @@
+"""The pricing actor: USD prices, GLM/ETH exchange rates from price feeds, cached."""
+
+from .actor import CACHE_NAME, CACHE_SCHEMA, Pricing, PricingCache, RateSource, load_cache
+from .messages import (
+    FeedFailed,
+    Fetched,
+    GetMinimumRate,
+    GetPrices,
+    PriceUnknown,
+    PricingMsg,
+    Refresh,
+)
+
+__all__ = [
+    "CACHE_NAME",
+    "CACHE_SCHEMA",
+    "FeedFailed",
+    "Fetched",
+    "GetMinimumRate",
+    "GetPrices",
+    "PriceUnknown",
+    "Pricing",
+    "PricingCache",
+    "PricingMsg",
+    "RateSource",
+    "Refresh",
+    "load_cache",
+]
