@@ -33,10 +33,10 @@ from golem_actor.domain.pricing import (
     PriceState,
     RateReading,
     UsdPrices,
+    apply_rate,
     glm_prices,
     native_min_rate,
     price_info,
-    rate_moved,
     rate_state,
     requestor_rate,
     why_unusable,
@@ -167,13 +167,11 @@ class Pricing(Actor[PricingMsg]):
     def _applied(
         self, name: str, applied: RateReading | None, fresh: Decimal | None, now: float
     ) -> RateReading | None:
-        if fresh is None:
-            return applied
-        if applied is None or rate_moved(applied.usd, fresh, self._threshold):
+        after = apply_rate(applied, fresh, now=now, threshold_percent=self._threshold)
+        if after is not None and (applied is None or after.usd != applied.usd):
             old = None if applied is None else str(applied.usd)
-            log.info("exchange rate applied", rate=name, usd=str(fresh), previous=old)
-            return RateReading(usd=fresh, confirmed_at=now)
-        return RateReading(usd=applied.usd, confirmed_at=now)  # confirmed, unchanged
+            log.info("exchange rate applied", rate=name, usd=str(after.usd), previous=old)
+        return after
 
     def _apply(self, quote: Quote) -> None:
         now = self._clock()

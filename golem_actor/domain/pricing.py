@@ -41,6 +41,7 @@ __all__ = [
     "RateReading",
     "UsdPrices",
     "WeiOverride",
+    "apply_rate",
     "glm_per_unit",
     "glm_prices",
     "native_min_rate",
@@ -166,6 +167,18 @@ def rate_moved(applied: Decimal | None, fresh: Decimal, threshold_percent: float
         return True
     change = abs(fresh - applied) / applied * 100
     return change >= Decimal(str(threshold_percent))
+
+
+def apply_rate(
+    applied: RateReading | None, fresh: Decimal | None, *, now: float, threshold_percent: float
+) -> RateReading | None:
+    """The applied rate after a feed said `fresh` (None: it said nothing usable): replaced
+    when it moved by the threshold, else confirmed as of `now`."""
+    if fresh is None:
+        return applied
+    if applied is None or rate_moved(applied.usd, fresh, threshold_percent):
+        return RateReading(usd=fresh, confirmed_at=now)
+    return RateReading(usd=applied.usd, confirmed_at=now)
 
 
 def rate_state(reading: RateReading | None, *, now: float, max_age: float) -> PriceState:

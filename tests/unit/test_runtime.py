@@ -123,6 +123,13 @@ async def test_the_api_shutdown_route_stops_the_node_gracefully(tmp_path: Path) 
     assert stopping["requested_by"] == "api"  # not a signal
     shutdown = events[events.index(("node stopping", None)) :]
     stops = [child for event, child in shutdown if event == "child stopped"]
-    assert stops == ["api", "vm_lifecycle", "ssh_proxies", "port_verifier", "resource_tracker"]
+    assert stops == [
+        "api",
+        "vm_lifecycle",
+        "ssh_proxies",
+        "port_verifier",
+        "resource_tracker",
+        "pricing",
+    ]
     assert shutdown[-1] == ("node stopped", None)
     assert not any(entry["log_level"] in ("error", "critical") for entry in logs)
