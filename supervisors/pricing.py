@@ -37,10 +37,13 @@ def wei_override(settings: Settings) -> WeiOverride:
 
 def pricing_interval(settings: Settings) -> float:
     """Seconds between refreshes: as often as the discovery server's adverts need, when
-    advertising there; Golem Base adverts live longer (upstream's two intervals)."""
+    advertising there; Golem Base adverts live longer (upstream's two intervals). At most
+    half the staleness bound, so one missed refresh never makes a rate stale."""
     if settings.advertiser_type in ("discovery_server", "both"):
-        return float(settings.pricing_update_interval_discovery)
-    return float(settings.pricing_update_interval_golem_base)
+        interval = settings.pricing_update_interval_discovery
+    else:
+        interval = settings.pricing_update_interval_golem_base
+    return min(float(interval), settings.pricing_max_age_seconds / 2)
 
 
 def rate_source(settings: Settings) -> RateSource:
