@@ -76,7 +76,7 @@ class PriceFeed:
                 reply = await client.get(f"{url}/simple/price", params=params)
         except trio.TooSlowError as exc:
             raise FeedError(f"{url}: no answer within {self._timeout:g} s") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FeedError(f"{url}: {type(exc).__name__}: {exc}") from exc
         if reply.status_code != 200:
             raise FeedError(f"{url}: HTTP {reply.status_code}")

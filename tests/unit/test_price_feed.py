@@ -62,6 +62,11 @@ async def test_a_dead_feed_is_an_error_naming_it() -> None:
     assert isinstance(failed.value.__cause__, FeedError)  # the feed's own error, chained
 
 
+async def test_a_malformed_feed_url_is_an_error_not_a_crash() -> None:
+    with pytest.raises(FeedError, match="InvalidURL"):
+        await PriceFeed(["http://[::1"], glm_ids=IDS).fetch()
+
+
 async def test_a_silent_feed_times_out(autojump_clock: trio.testing.MockClock) -> None:
     async with feed_server(HANG) as feed:
         with pytest.raises(FeedError, match="no answer within 3 s"):
