@@ -115,7 +115,7 @@ class Pricing(Actor[PricingMsg]):
         self._eth: RateReading | None = None
         self._error: str | None = None if source is not None else "no price feed configured"
         self._retry: Timer | None = None
-        self._backoff = RETRY_FIRST
+        self._backoff = min(RETRY_FIRST, interval)
         self._logged: PriceState | None = None
 
     async def on_start(self) -> None:
@@ -181,7 +181,7 @@ class Pricing(Actor[PricingMsg]):
         if quote.glm_usd is None or quote.eth_usd is None:
             self._schedule_retry()
         else:
-            self._backoff = RETRY_FIRST
+            self._backoff = min(RETRY_FIRST, self._interval)
             if self._retry is not None:
                 self._retry.cancel()
                 self._retry = None
