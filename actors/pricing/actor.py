@@ -7,8 +7,9 @@ Theory of operation:
   its outcome comes back as `Fetched` or `FeedFailed`, so the inbox keeps flowing and
   `GetPrices` answers at once whatever the feeds do.
 - A fetched rate replaces the applied one only when it moved by at least `threshold`
-  percent; a smaller move just confirms the applied rate (its timestamp moves on). Each
-  change of the applied rates is saved (as work, the newest save superseding).
+  percent; a smaller move just confirms the applied rate (its timestamp moves on). The
+  rates and their timestamps are saved after each fetch that gave any (as work, the
+  newest save superseding), so a restart knows how old they are.
 - A failure keeps the applied rates and retries sooner (backoff from `RETRY_FIRST` up to
   the interval). A rate no feed confirmed within `max_age` is stale: from then on it
   prices nothing, as if unknown, until a feed answers again.
