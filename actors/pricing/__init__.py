@@ -2,6 +2,7 @@
 
 from .actor import CACHE_NAME, CACHE_SCHEMA, Pricing, PricingCache, RateSource, load_cache
 from .messages import (
+    Expire,
     FeedFailed,
     Fetched,
     GetMinimumRate,
@@ -14,6 +15,7 @@ from .messages import (
 __all__ = [
     "CACHE_NAME",
     "CACHE_SCHEMA",
+    "Expire",
     "FeedFailed",
     "Fetched",
     "GetMinimumRate",

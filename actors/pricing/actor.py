@@ -15,7 +15,9 @@ Theory of operation:
   prices nothing, as if unknown, until a feed answers again.
 - Nothing is priced without a usable rate: `GetMinimumRate` is refused with
   `PriceUnknown` (why: never fetched, feed error, stale since when), and `GetPrices`
-  says `unknown`/`stale` with no GLM prices. Each change of that state is logged once.
+  says `unknown`/`stale` with no GLM prices. Each change of that state is logged once,
+  when it happens: a timer fires at the staleness bound of the last confirmation. Before
+  the first fetch's outcome nothing is logged, unless there is no feed or a cached rate.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from golem_actor.kernel import Actor, Timer
 from golem_actor.state_store import StateError, StateStore
 
 from .messages import (
+    Expire,
     FeedFailed,
     Fetched,
     GetMinimumRate,
@@ -118,11 +121,14 @@ class Pricing(Actor[PricingMsg]):
         self._retry: Timer | None = None
         self._backoff = min(RETRY_FIRST, interval)
         self._logged: PriceState | None = None
+        self._expiry: Timer | None = None
 
     async def on_start(self) -> None:
         cache = await load_cache(self._store)
         self._glm, self._eth = cache.glm_usd, cache.eth_usd
-        self._report_state()
+        if self._source is None or self._glm is not None:
+            self._report_state()
+        self._watch_expiry()
         if self._source is not None:
             self.every(self._interval, Refresh(), first=0.0)
 
@@ -145,12 +151,15 @@ class Pricing(Actor[PricingMsg]):
                 )
                 self._schedule_retry()
                 self._report_state()
+            case Expire():
+                self._report_state()
             case _:
                 await super().handle_cast(message)
 
     async def handle_call(self, request: PricingMsg) -> object:
         match request:
             case GetPrices():
+                self._report_state()
                 return self._info()
             case GetMinimumRate(resources=resources, native=native):
                 return self._minimum(resources, native=native)
@@ -190,7 +199,17 @@ class Pricing(Actor[PricingMsg]):
         self.start_work(
             lambda: self._store.save(CACHE_NAME, cache, schema_version=CACHE_SCHEMA), key=SAVE
         )
+        self._watch_expiry()
         self._report_state()
+
+    def _watch_expiry(self) -> None:
+        """An `Expire` when the GLM rate's last confirmation passes the staleness bound."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._glm is not None:
+            left = self._glm.confirmed_at + self._max_age - self._clock()
+            self._expiry = self.after(max(left, 0.0) + 0.001, Expire())
 
     def _schedule_retry(self) -> None:
         if self._retry is not None and not self._retry.cancelled:

@@ -10,6 +10,7 @@ from golem_actor.domain.resources import Resources
 from golem_actor.kernel import ActorError, Call
 
 __all__ = [
+    "Expire",
     "FeedFailed",
     "Fetched",
     "GetMinimumRate",
@@ -44,6 +45,10 @@ class FeedFailed(msgspec.Struct, frozen=True):
     error: str
 
 
+class Expire(msgspec.Struct, frozen=True):
+    """The staleness bound of the last confirmation has passed: say so now."""
+
+
 class GetPrices(Call[PriceInfo], frozen=True):
     """The prices and the rates' state (answered even when no price is known)."""
 
@@ -57,4 +62,4 @@ class GetMinimumRate(Call[int], frozen=True, kw_only=True):
 
 
 # Everything the pricing actor accepts: its address is an `Address[PricingMsg]`.
-PricingMsg = Refresh | Fetched | FeedFailed | GetPrices | GetMinimumRate
+PricingMsg = Refresh | Fetched | FeedFailed | Expire | GetPrices | GetMinimumRate

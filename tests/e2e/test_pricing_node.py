@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # the local price feed
 from feed_server import FeedServer, feed_server, prices
+from node_helpers import free_block, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -24,16 +24,15 @@ CLI = str(Path(sys.executable).with_name("golem-provider"))
 MAX_AGE = 10  # seconds: the staleness bound; the node refreshes every 5 s (half of it)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+SSH_PORTS = free_block(2)
 
 
 async def cli(data: Path, feed: FeedServer, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOLEM_")}
     env.update(
         GOLEM_PROVIDER_PAYMENTS_NETWORK="none",
+        GOLEM_PROVIDER_PORT_RANGE_START=str(SSH_PORTS.start),
+        GOLEM_PROVIDER_PORT_RANGE_END=str(SSH_PORTS.stop),
         GOLEM_PROVIDER_PORT_CHECK_SERVERS="[]",
         GOLEM_PROVIDER_PUBLIC_IP_SERVICES="[]",
         GOLEM_PROVIDER_UPDATE_INDEX_URL="http://127.0.0.1:9/",

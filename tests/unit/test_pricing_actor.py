@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog
 import trio
 from payments_fakes import hosted
 
@@ -33,7 +34,7 @@ def wall_clock() -> float:
 class ScriptedFeed:
     """Answers what the test last set: a quote, or a failure."""
 
-    def __init__(self, answer: Quote | FeedError) -> None:
+    def __init__(self, answer: Quote | FeedError | None) -> None:
         self.answer = answer
         self.fetches = 0
 
@@ -43,6 +44,8 @@ class ScriptedFeed:
     async def fetch(self) -> Quote:
         self.fetches += 1
         await trio.sleep(0.5)  # a round trip
+        if self.answer is None:
+            await trio.sleep_forever()  # a feed that never answers
         if isinstance(self.answer, FeedError):
             raise self.answer
         return self.answer
@@ -189,3 +192,19 @@ async def test_without_a_feed_there_is_never_a_price(
         info = await address.call(GetPrices())
         assert (info.state, info.glm, info.source) == ("unknown", None, "none")
         assert "no price feed configured" in info.why
+
+
+async def test_the_logs_say_when_the_price_goes_stale_even_if_nothing_happens(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    feed = ScriptedFeed(quote("0.25"))
+    with structlog.testing.capture_logs() as logs:
+        async with pricing(tmp_path, feed) as address:
+            await trio.sleep(1)
+            feed.answer = None  # the next fetch never ends: no failure to react to
+            await trio.sleep(MAX_AGE + 1)
+            events = [(entry["event"], entry.get("state")) for entry in logs]
+            assert events[0] == ("exchange rate applied", None)
+            assert ("prices known", None) in events
+            assert events[-1] == ("no price: not advertising, creates refused", "stale")
+            assert (await address.call(GetPrices())).state == "stale"
