@@ -202,6 +202,7 @@ def node_settings(data: Path, guest_cache: Path, *, ssh_port: int) -> Settings:
             "max_vms": 1,
             "skip_port_verification": True,  # no port-check servers: loopback only
             "payments_network": "none",  # no L2 chain either
+            "coingecko_api_url": ["http://127.0.0.1:9/api/v3"],  # nor a price feed
             "reserve_memory_gb": 0,
             "reserve_storage_gb": 0,
             "launch_timeout_seconds": 60.0,

@@ -4,7 +4,8 @@ Why: the rules live in `golem_actor.domain.port_verdict`; this module only prese
 result, so the terminal text and `--json` can never disagree. The TTY layout is the seed
 README's: a 16-column label, one block per subject separated by blank lines, and the SSH
 range shown inclusive (`50800-50899` for the JSON range `[50800, 50900)`). A version
-check, when given, adds a last `Version` line and the JSON `version` object.
+check, when given, adds a last `Version` line and the JSON `version` object. The price
+state, when known to the report, adds a `Pricing` block and the JSON `pricing` object.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import msgspec
 
 from golem_actor.adapters.pypi import UpdateCheck, UpdateStatus
 from golem_actor.domain.port_verdict import StatusReport
+from golem_actor.domain.pricing import PriceInfo
 
 __all__ = ["LABEL_WIDTH", "render_json", "render_tty", "status_document"]
 
@@ -66,6 +68,29 @@ def _version_text(update: UpdateCheck) -> str:
     return f"{update.installed} — update check unavailable"
 
 
+def _pricing_lines(info: PriceInfo) -> list[str]:
+    usd = info.usd
+    per_month = f"${usd.core:g}/core, ${usd.ram_gb:g}/GB RAM, ${usd.disk_gb:g}/GB disk"
+    if info.glm is None:
+        unpriced = "not advertised" + ("" if info.override else ", paid creates refused")
+        lines = [
+            _line("Pricing", f"{FAIL_MARK} {info.state} — {unpriced}"),
+            _line("  Why", info.why),
+        ]
+    else:
+        glm = info.glm
+        lines = [
+            _line("Pricing", f"{OK_MARK} known — {info.glm_usd.usd} USD/GLM"),
+            _line("  In GLM", f"{glm.core}/core, {glm.ram_gb}/GB RAM, {glm.disk_gb}/GB disk"),
+        ]
+        if info.last_error:
+            lines.append(_line("  Feed", info.last_error))
+    lines.append(_line("  USD / month", per_month))
+    if info.override:
+        lines.append(_line("  Gating", "wei prices set (PRICE_WEI_PER_*)"))
+    return lines
+
+
 def render_tty(report: StatusReport, *, update: UpdateCheck | None = None) -> str:
     """The seed's terminal layout, ending with a newline."""
     lines = [_line("Overall", _OVERALL[report.overall.status]), ""]
@@ -103,6 +128,8 @@ def render_tty(report: StatusReport, *, update: UpdateCheck | None = None) -> st
     if issues is not None:
         lines.append(_line("  Issues", issues))
 
+    if report.pricing is not None:
+        lines += ["", *_pricing_lines(report.pricing)]
     if update is not None:
         lines += ["", _line("Version", _version_text(update))]
     return "\n".join(lines) + "\n"
@@ -127,6 +154,8 @@ def status_document(report: StatusReport, *, update: UpdateCheck | None = None) 
         document["backend"] = msgspec.to_builtins(report.backend)
     document["ports"] = msgspec.to_builtins(report.ports)
     document["overall"] = msgspec.to_builtins(report.overall)
+    if report.pricing is not None:
+        document["pricing"] = msgspec.to_builtins(report.pricing)
     return document
 
 

@@ -22,6 +22,7 @@ from golem_actor.state_store import StateStore
 from .backend import choose_backend, probe_backend
 from .parts import NodeParts
 from .payments import payments_for
+from .pricing import rate_source
 from .tree import NodeTree, node_tree
 
 
@@ -71,6 +72,7 @@ def prepare_node(settings: Settings) -> NodeParts:
         payments=payments,
         wallet=wallet,
         backend_probe=partial(probe_backend, settings, backend.kind),
+        price_source=rate_source(settings),
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.port_verifier.actor import BackendProbe
+from actors.pricing import RateSource
 from actors.wallet import Wallet
 from golem_actor import __version__
 from golem_actor.adapters.backend import VmBackend
@@ -37,6 +38,8 @@ class NodeParts:
     wallet: Callable[[], Wallet] | None = None  # None: no wallet, hence no withdrawals
     backend_probe: BackendProbe | None = None  # the port verifier's backend status line
     host_capacity: Resources | None = None  # None: the resource tracker measures the host
+    price_source: RateSource | None = None  # None: no feed, so no price unless cached
+    clock: Callable[[], float] | None = None  # the pricing actor's wall clock (tests)
     version: str = __version__
     lifecycle_tick: float = 5.0  # how often vm_lifecycle compares its VMs with the backend
     payment_period: float | None = None  # the stream actors' period; None: the settings'

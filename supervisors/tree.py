@@ -1,6 +1,7 @@
 """The node's root supervisor, built from its parts without any IO.
 
-Start order is the order below; stop order is its reverse, so the API stops taking
+Start order is the order below (pricing right after the wallet, before anything that
+prices: the API's payment gate asks it); stop order is its reverse, so the API stops taking
 requests first and the SSH proxies (tenants' live sessions) go last. Calls only go from
 later actors to earlier ones (api -> vm_lifecycle -> ssh_proxies, resource_tracker), so
 they cannot deadlock.
@@ -20,12 +21,14 @@ benchmarks all call `node_tree`, each with parts of its own.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from actors.api import ApiActor, ApiContext, ProviderInfo
 from actors.local_chain import LocalChain
 from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
+from actors.pricing import Pricing, PricingMsg
 from actors.resource_tracker import ResourceMsg, ResourceTracker
 from actors.stream_monitor import StreamMonitor
 from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle
@@ -44,6 +47,7 @@ from golem_actor.runtime import StopHandle
 from golem_actor.settings import ZERO_ADDRESS, Settings
 
 from .parts import NodeParts
+from .pricing import pricing_interval, usd_prices, wei_override
 
 ROOT_INTENSITY = 5
 ROOT_PERIOD = 60.0
@@ -63,6 +67,7 @@ class NodeTree:
     proxies: Address[DynamicSupervisorMsg]
     lifecycle: Address[LifecycleMsg]
     vpn_router: Address[VpnMsg]
+    pricing: Address[PricingMsg]
 
 
 def verifier_settings(settings: Settings) -> VerifierConfig:
@@ -118,6 +123,18 @@ def node_tree(parts: NodeParts) -> NodeTree:
             total=parts.host_capacity,
         )
 
+    def pricing() -> Pricing:
+        return Pricing(
+            usd=usd_prices(settings),
+            source=parts.price_source,
+            store=store,
+            interval=pricing_interval(settings),
+            threshold_percent=settings.pricing_update_min_delta_percent,
+            max_age=settings.pricing_max_age_seconds,
+            override=wei_override(settings).active,
+            clock=parts.clock or time.time,
+        )
+
     def port_verifier() -> PortVerifier:
         return PortVerifier(
             verifier_settings(settings),
@@ -145,6 +162,8 @@ def node_tree(parts: NodeParts) -> NodeTree:
         )
 
     def api() -> ApiActor:
+        prices = tree.address_of(pricing_spec)
+        gate = None if payments is None else replace(payments.gate, pricing=prices)
         context = ApiContext(
             version=parts.version,
             lifecycle=tree.address_of(lifecycle_spec),
@@ -157,7 +176,8 @@ def node_tree(parts: NodeParts) -> NodeTree:
             operator_token=parts.operator_token,
             provider=provider_info(parts),
             payments_enabled=payments is not None,
-            payments=None if payments is None else payments.gate,
+            payments=gate,
+            pricing=prices,
             create_timeout=settings.launch_timeout_seconds + 30.0,
             stop=stop,
             vpn_router=tree.address_of(vpn_spec),
@@ -197,6 +217,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     wallet_spec = (
         ChildSpec("wallet", parts.wallet, shutdown=30.0) if parts.wallet is not None else None
     )
+    pricing_spec = ChildSpec("pricing", pricing, shutdown=5.0)
     resources_spec = ChildSpec("resource_tracker", resource_tracker)
     verifier_spec = ChildSpec("port_verifier", port_verifier, shutdown=5.0)
     vpn_spec = ChildSpec("vpn_router", lambda: VpnRouter(store=store), shutdown=5.0)
@@ -207,6 +228,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     children: list[ChildSpec[Any]] = [
         *([ChildSpec("local_chain", local_chain, shutdown=15.0)] if local else []),
         *([wallet_spec] if wallet_spec is not None else []),
+        pricing_spec,
         resources_spec,
         verifier_spec,
         vpn_spec,
@@ -233,4 +255,5 @@ def node_tree(parts: NodeParts) -> NodeTree:
         proxies=tree.address_of(proxies_spec),
         lifecycle=lifecycle,
         vpn_router=tree.address_of(vpn_spec),
+        pricing=tree.address_of(pricing_spec),
     )

@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors.port_verifier import GetVerification
+from actors.pricing import GetPrices
 from actors.resource_tracker import CapacityReport, GetCapacity
 from actors.vm_lifecycle import (
     CreateVm,
@@ -425,8 +426,11 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
         require_operator(context)
         if context.port_verifier is None:
             raise ApiError(404, "this node does not verify its ports")
-        verification = await context.port_verifier.call(GetVerification())
-        return json_response(verification.report)
+        report = (await context.port_verifier.call(GetVerification())).report
+        if context.pricing is not None:
+            prices = await context.pricing.call(GetPrices())
+            report = msgspec.structs.replace(report, pricing=prices)
+        return json_response(report)
 
     @route(
         "POST",

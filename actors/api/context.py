@@ -30,6 +30,7 @@ class ApiContext:
     provider: ProviderInfo
     payments_enabled: bool
     payments: PaymentGate | None = None  # set when payments are enabled
+    pricing: Address[Any] | None = None  # the pricing actor: its state goes in /admin/status
     create_timeout: float  # how long a synchronous create waits for SSH
     stop_timeout: float = 120.0
     stop: StopHandle  # asks the whole node to stop gracefully (the shutdown route)

@@ -22,7 +22,7 @@ from golem_actor.domain.vm_request import InvalidRequest
 from golem_actor.images import UnknownImage
 from golem_actor.kernel import ActorError, CallTimeout
 
-from .payments import StreamRefused, StreamsUnreadable
+from .payments import PriceUnknown, StreamRefused, StreamsUnreadable
 
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (VmNotFound, 404),
@@ -31,6 +31,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (StreamInUse, 400),
     (StreamRefused, 400),
     (StreamsUnreadable, 503),
+    (PriceUnknown, 503),
     (Conflict, 409),
     (InsufficientResources, 503),
     (NoFreePort, 503),

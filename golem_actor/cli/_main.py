@@ -17,6 +17,7 @@ from golem_actor.settings import LoadedSettings, SettingsError, resolve_settings
 
 from ._guest import build_guest
 from ._payments import PAYMENT_COMMANDS, add_payment_commands, run_payment_command
+from ._pricing import add_pricing_parser, pricing_command
 from ._start import start
 from ._status import status
 from ._stop import stop
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = guest_commands.add_parser("build", help="build it now (otherwise: on first use)")
     _add_data_dir(build)
     add_payment_commands(commands)
+    add_pricing_parser(commands)
     return parser
 
 
@@ -110,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "status":
             configure_logging(fmt="console", level="warning")
             return status(loaded.settings, args.json)
+        case "pricing":
+            configure_logging(fmt="console", level="warning")
+            return pricing_command(loaded.settings, args)
         case command if command in PAYMENT_COMMANDS:
             configure_logging(fmt="console", level="warning")
             return run_payment_command(loaded.settings, args)

@@ -2,7 +2,9 @@
 
 With the node running, the report is the node's own latest verification (read through
 the operator-only `/admin/status` route with the token from the data directory); without
-it, the same checks run here. Exit status 1 when the overall verdict is `error`.
+it, the same checks run here. The price state (known, stale or unknown, and why) is the
+node's pricing actor's, or, without the node, the cached rates with one fetch of the feeds.
+Exit status 1 when the overall verdict is `error`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from supervisors import verifier_settings
 from supervisors.backend import choose_backend, probe_backend
 
 from . import _pidfile
+from ._pricing import current_prices
 from ._start import NodeFile, node_file
 
 
@@ -65,6 +68,8 @@ async def _here(settings: Settings) -> StatusReport:
 async def _gather(settings: Settings) -> tuple[StatusReport, UpdateCheck]:
     update = await check_for_update(__version__, index_url=settings.update_index_url or None)
     report = await _from_node(settings) or await _here(settings)
+    if report.pricing is None:
+        report = msgspec.structs.replace(report, pricing=await current_prices(settings))
     return report, update
 
 

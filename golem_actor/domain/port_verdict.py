@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
+from golem_actor.domain.pricing import PriceInfo
+
 __all__ = [
     "ExternalStatus",
     "LocalState",
@@ -169,6 +171,7 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     ports: PortsStatus
     overall: Overall
     backend: BackendCheck | None = None
+    pricing: PriceInfo | None = None  # the prices and their rates' state
 
 
 _EXTERNAL = {

@@ -64,6 +64,25 @@ UrlList = Annotated[
 DEFAULT_PORT_CHECK_SERVERS = ("https://ports1.golem.network", "https://ports2.golem.network")
 
 
+IdList = Annotated[
+    list[Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]*$")]],
+    msgspec.Meta(
+        min_length=1, extra={"expected": "a comma-separated list of lower-case CoinGecko ids"}
+    ),
+]
+
+DEFAULT_COINGECKO_API_URL = "https://api.coingecko.com/api/v3"
+DEFAULT_COINGECKO_IDS = ("golem", "golem-network-tokens")
+
+
+def _default_coingecko_api_url() -> list[str]:
+    return [DEFAULT_COINGECKO_API_URL]
+
+
+def _default_coingecko_ids() -> list[str]:
+    return list(DEFAULT_COINGECKO_IDS)
+
+
 DEFAULT_PUBLIC_IP_SERVICES = ("https://api.ipify.org", "https://ifconfig.me/ip")
 
 
@@ -136,6 +155,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     price_usd_per_core_month: NonNegativeFloat = 5.0
     price_usd_per_gb_ram_month: NonNegativeFloat = 2.0
     price_usd_per_gb_storage_month: NonNegativeFloat = 0.1
+    # CoinGecko-compatible price feeds (several: asked in order) and the GLM ids there.
+    coingecko_api_url: UrlList = msgspec.field(default_factory=_default_coingecko_api_url)
+    coingecko_ids: IdList = msgspec.field(default_factory=_default_coingecko_ids)
+    pricing_update_min_delta_percent: NonNegativeFloat = 1.0
+    pricing_update_interval_discovery: PositiveInt = 900
+    pricing_update_interval_golem_base: PositiveInt = 14400
+    pricing_max_age_seconds: PositiveInt = 86400  # an older rate prices nothing
 
     # Streaming payments.
     polygon_rpc_url: OptionalHttpUrl = ""
@@ -215,6 +241,10 @@ IGNORED: dict[str, str] = {
     "GOLEM_PROVIDER_SKIP_BOOTSTRAP": "",
     "GOLEM_PROVIDER_LAUNCH_GUI": "",
     "GOLEM_PROVIDER_ID": "the provider id is derived from the node's key",
+    "GOLEM_PROVIDER_PRICING_UPDATE_ENABLED": "the node always keeps its exchange rates fresh",
+    "GOLEM_PROVIDER_PRICE_GLM_PER_CORE_MONTH": "GLM prices are computed from the USD prices",
+    "GOLEM_PROVIDER_PRICE_GLM_PER_GB_RAM_MONTH": "GLM prices are computed from the USD prices",
+    "GOLEM_PROVIDER_PRICE_GLM_PER_GB_STORAGE_MONTH": "GLM prices are computed from the USD prices",
 }
 
 

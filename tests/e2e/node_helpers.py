@@ -85,6 +85,7 @@ class NodeProcess:
             GOLEM_PROVIDER_PORT_CHECK_QUORUM=str(max(len(self.checkers), 1)),  # all must agree
             GOLEM_PROVIDER_PUBLIC_IP_SERVICES="[]",
             GOLEM_PROVIDER_UPDATE_INDEX_URL="http://127.0.0.1:9/",
+            GOLEM_PROVIDER_COINGECKO_API_URL="http://127.0.0.1:9/api/v3",  # no price feed
         )
         env.update(self.extra_env)
         return env

@@ -40,6 +40,7 @@ OFFLINE = {
     "GOLEM_PROVIDER_PORT_CHECK_SERVERS": "[]",
     "GOLEM_PROVIDER_PUBLIC_IP_SERVICES": "[]",
     "GOLEM_PROVIDER_UPDATE_INDEX_URL": "http://127.0.0.1:9/",
+    "GOLEM_PROVIDER_COINGECKO_API_URL": "http://127.0.0.1:9/api/v3",
 }
 
 
@@ -99,6 +100,7 @@ async def test_daemon_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
         "vpn_router",
         "port_verifier",
         "resource_tracker",
+        "pricing",
     ]
     assert shutdown[-1] == ("node stopped", None)
     assert not any(r["level"] in ("error", "critical") for r in records)

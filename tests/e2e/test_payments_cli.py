@@ -101,6 +101,7 @@ def base_env(data: Path) -> dict[str, str]:
         GOLEM_PROVIDER_PORT_CHECK_SERVERS="[]",
         GOLEM_PROVIDER_PUBLIC_IP_SERVICES="[]",
         GOLEM_PROVIDER_UPDATE_INDEX_URL="http://127.0.0.1:9/",
+        GOLEM_PROVIDER_COINGECKO_API_URL="http://127.0.0.1:9/api/v3",
     )
     return env
 

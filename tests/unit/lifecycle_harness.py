@@ -20,6 +20,7 @@ import msgspec
 import trio
 
 from actors.port_verifier import PortVerifierMsg
+from actors.pricing import RateSource
 from actors.resource_tracker import ResourceMsg
 from actors.vm_lifecycle import LifecycleMsg, VmNotFound, VmView, WaitVm
 from actors.wallet import Wallet
@@ -152,6 +153,7 @@ def node_parts(
     payments: Payments | None = None,
     wallet: Wallet | None = None,
     payment_period: float = 0.2,
+    price_source: RateSource | None = None,
 ) -> NodeParts:
     """The node's parts with a memory backend, a fixed token and identity, short periods."""
     return NodeParts(
@@ -168,6 +170,7 @@ def node_parts(
         version="test",
         lifecycle_tick=0.05,
         payment_period=payment_period,
+        price_source=price_source,
     )
 
 
@@ -219,8 +222,10 @@ async def running_api(
     ports: int = 6,
     payments: Payments | None = None,
     wallet: Wallet | None = None,
+    price_source: RateSource | None = None,
 ) -> AsyncIterator[ApiNode]:
-    """The node's tree with its API; `wallet` (with `payments`) turns withdrawals on."""
+    """The node's tree with its API; `wallet` (with `payments`) turns withdrawals on;
+    `price_source` gives the pricing actor its rates (none: no price but the wei one)."""
     async with trio.open_nursery() as nursery:
         backend = MemoryBackend(ssh=await _serve_fake_sshd(nursery))
         store = StateStore(data)
@@ -233,7 +238,13 @@ async def running_api(
             stream_withdraw_enabled=wallet is not None,
         )
         parts = node_parts(
-            settings, backend, store=store, host=host, payments=payments, wallet=wallet
+            settings,
+            backend,
+            store=store,
+            host=host,
+            payments=payments,
+            wallet=wallet,
+            price_source=price_source,
         )
         async with running_tree(parts) as tree:
             api = tree.root.child_actor("api")

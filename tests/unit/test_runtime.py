@@ -130,6 +130,7 @@ async def test_the_api_shutdown_route_stops_the_node_gracefully(tmp_path: Path) 
         "vpn_router",
         "port_verifier",
         "resource_tracker",
+        "pricing",
     ]
     assert shutdown[-1] == ("node stopped", None)
     assert not any(entry["log_level"] in ("error", "critical") for entry in logs)

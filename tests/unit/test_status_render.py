@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+
+import msgspec
 
 from golem_actor.adapters.pypi import UpdateCheck, UpdateStatus
 from golem_actor.domain.port_verdict import (
@@ -14,6 +17,7 @@ from golem_actor.domain.port_verdict import (
     Verdict,
     build_status,
 )
+from golem_actor.domain.pricing import RateReading, UsdPrices, price_info
 from golem_actor.status_render import render_json, render_tty, status_document
 
 R, U, K = Verdict.REACHABLE, Verdict.UNREACHABLE, Verdict.UNKNOWN
@@ -208,3 +212,50 @@ def test_ipv6_hosts_are_bracketed() -> None:
         SshCheck(start=50800, end=50801, verdicts={50800: R}),
     )
     assert "Provider Port   [::]:7466\n" in render_tty(document)
+
+
+def priced(glm_usd: str | None, *, age: float = 0.0, error: str | None = None) -> StatusReport:
+    usd = UsdPrices(core=5.0, ram_gb=2.0, disk_gb=0.1)
+    reading = None if glm_usd is None else RateReading(usd=Decimal(glm_usd), confirmed_at=1000.0)
+    info = price_info(
+        usd,
+        glm=reading,
+        eth=None,
+        now=1000.0 + age,
+        max_age=3600,
+        last_error=error,
+        source="http://127.0.0.1:9/api/v3",
+    )
+    return msgspec.structs.replace(report(), pricing=info)
+
+
+def test_pricing_known_stale_and_unknown() -> None:
+    known = render_tty(priced("0.2512"))
+    assert "Pricing         ✅ known — 0.2512 USD/GLM\n" in known
+    assert "  In GLM        19.90445860/core, 7.96178344/GB RAM, 0.39808917/GB disk\n" in known
+    assert "  USD / month   $5/core, $2/GB RAM, $0.1/GB disk\n" in known
+    stale = render_tty(priced("0.2512", age=7200, error="http://127.0.0.1:9/api/v3: HTTP 500"))
+    assert "Pricing         ❌ stale — not advertised, paid creates refused\n" in stale
+    assert (
+        "  Why           the GLM/USD rate is stale: last confirmed 2.0 h ago, 60 min allowed:"
+        " http://127.0.0.1:9/api/v3: HTTP 500\n"
+    ) in stale
+    unknown = render_tty(priced(None))
+    assert "Pricing         ❌ unknown — not advertised, paid creates refused\n" in unknown
+    assert "  Why           no GLM/USD rate known yet (not fetched yet)\n" in unknown
+
+
+def test_json_keeps_the_seeds_keys_and_adds_pricing() -> None:
+    document = json.loads(render_json(priced("0.25")))
+    assert list(document) == ["ports", "overall", "pricing"]
+    pricing = document["pricing"]
+    assert (pricing["state"], pricing["why"], pricing["glm_usd"]["usd"]) == ("known", "", "0.25")
+    assert pricing["glm"] == {
+        "core": "20.00000000",
+        "ram_gb": "8.00000000",
+        "disk_gb": "0.40000000",
+    }
+    assert pricing["usd"] == {"core": 5.0, "ram_gb": 2.0, "disk_gb": 0.1}
+    unknown = json.loads(render_json(priced(None)))["pricing"]
+    assert (unknown["state"], unknown["glm"]) == ("unknown", None)
+    assert "pricing" not in json.loads(render_json(report()))  # no price state: no key

@@ -81,6 +81,9 @@ class PaymentsProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     chain_id: int | None = None
     token_symbol: str = "GLM"
     native_symbol: str = "ETH"
+    # Exchange rates fixed for a chain whose tokens have no market price (local): USD each.
+    fixed_glm_usd: float | None = None
+    fixed_eth_usd: float | None = None
 
 
 def deployment_basename(profile: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,24 @@ import pytest
 import trio
 
 from actors.api.payments import PaymentGate
+from actors.pricing import GetPrices, PricingMsg
 from actors.wallet import GetWalletInfo, Wallet, Withdraw
 from golem_actor.adapters.chain.rpc import RpcClient
 from golem_actor.adapters.chain.stream_payment import StreamPaymentClient
+from golem_actor.adapters.price_feed import PriceFeed
+from golem_actor.domain.pricing import UsdPrices, glm_prices, native_min_rate, requestor_rate
+from golem_actor.domain.resources import Resources
 from golem_actor.domain.streams import SECONDS_PER_MONTH
 from golem_actor.identity import ProviderKey
+from golem_actor.kernel import Address
 from supervisors.payments import Payments
 
 from .chain_helpers import ZERO_ADDRESS, Chain, Contract
 from .conftest import AnvilNode, Parties
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "unit"))  # the shared in-process harness
-from lifecycle_harness import OPERATOR_TOKEN, running_api
+from feed_server import feed_server, prices
+from lifecycle_harness import OPERATOR_TOKEN, ApiNode, running_api
 from payments_fakes import hosted
 
 pytestmark = pytest.mark.e2e
@@ -286,3 +293,120 @@ async def test_the_wallet_answers_a_withdrawal_once_it_is_mined(
     assert state is not None
     assert state.withdrawn >= rate * 2_000
     assert after.balance_wei == info.balance_wei + state.withdrawn - outcome.fee_wei
+
+
+# -- priced in USD: the pricing actor, a feed on 127.0.0.1, no wei override ------------
+
+USD = UsdPrices(core=5.0, ram_gb=2.0, disk_gb=0.1)  # the settings' defaults
+SIZE = Resources.from_gb(cpus=1, memory_gb=1, storage_gb=10)  # KEY_LESS's resources
+
+
+@asynccontextmanager
+async def priced_node(
+    tmp_path: Path, anvil: AnvilNode, sp: Contract, provider: str, feed_url: str, token: str
+) -> AsyncIterator[ApiNode]:
+    rpc = RpcClient(anvil.url, timeout=2, attempts=1)
+    client = StreamPaymentClient(rpc, sp.address)
+    gate = PaymentGate(
+        client=client,
+        provider=provider,
+        token=token,
+        min_remaining=MIN_REMAINING,
+        wei_per_core_month=0,
+        wei_per_gb_ram_month=0,
+        wei_per_gb_disk_month=0,
+    )
+    feed = PriceFeed([feed_url], glm_ids=("golem", "golem-network-tokens"))
+    payments = Payments(client=client, gate=gate)
+    async with running_api(tmp_path, payments=payments, price_source=feed) as node:
+        yield node
+    await rpc.aclose()
+
+
+async def fetched(pricing: Address[PricingMsg]) -> None:
+    """Wait for the pricing actor's first fetch to have an outcome."""
+    with trio.fail_after(10):
+        while True:
+            info = await pricing.call(GetPrices())
+            if info.glm_usd.state != "unknown" or info.last_error is not None:
+                return
+            await trio.sleep(0.02)
+
+
+async def test_native_streams_pay_the_usd_price_at_the_eth_rate(
+    tmp_path: Path, anvil: AnvilNode, parties: Parties, deployed_stream_payment: Contract
+) -> None:
+    sp, provider, sender = deployed_stream_payment, parties.recipient.address, parties.sender
+    price = native_min_rate(USD, Decimal(2000), SIZE)
+    assert price == 4 * 10**15 // SECONDS_PER_MONTH  # 8 USD a month at 2000 USD/ETH
+    cheap = await open_stream(sp, sender, provider, rate=price - 1)
+    exact = await open_stream(sp, sender, provider, rate=price)
+    async with (
+        feed_server(prices(glm=0.25, eth=2000)) as feed,
+        priced_node(tmp_path, anvil, sp, provider, feed.url, ZERO_ADDRESS) as node,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        await fetched(node.node.wiring.pricing)
+        refused = await create(client, node.url, "cheap", cheap)
+        assert (refused.status_code, refused.json()["detail"]) == (
+            400,
+            f"invalid stream: rate below price: {price - 1} wei/s, {price} wei/s required",
+        )
+        accepted = await create(client, node.url, "exact", exact)
+        assert accepted.status_code == 200, accepted.text
+        status = (await client.get(f"{node.url}/admin/status", headers=OPERATOR)).json()
+        pricing = status["pricing"]
+        assert (pricing["state"], pricing["eth_usd"]["usd"]) == ("known", "2000")
+        assert pricing["glm"]["core"] == "20.00000000"  # 5 USD at 0.25 USD/GLM
+
+
+async def test_glm_streams_pay_the_requestors_own_rate(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    parties: Parties,
+    deployed_stream_payment: Contract,
+    test_token: Contract,
+) -> None:
+    sp, provider, sender = deployed_stream_payment, parties.recipient.address, parties.sender
+    glm = glm_prices(USD, Decimal("0.2512"))
+    # what the requestor computes from the advertised floats, truncated
+    month = 1 * float(glm.core) + 1 * float(glm.ram_gb) + 10 * float(glm.disk_gb)
+    price = int(month / (730 * 3600) * 1e18)
+    assert price == requestor_rate(glm, SIZE) == 12118391834094  # market.md's worked example
+    await test_token.transact(sender, "mint", sender.address, 2 * price * RUNWAY)
+    await test_token.transact(sender, "approve", sp.address, 2 * price * RUNWAY)
+    token = test_token.address
+    cheap = await open_stream(sp, sender, provider, rate=price - 1, token=token)
+    exact = await open_stream(sp, sender, provider, rate=price, token=token)
+    async with (
+        feed_server(prices(glm=0.2512)) as feed,
+        priced_node(tmp_path, anvil, sp, provider, feed.url, token) as node,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        await fetched(node.node.wiring.pricing)
+        refused = await create(client, node.url, "cheap", cheap)
+        assert refused.status_code == 400
+        assert refused.json()["detail"].endswith(f"{price} wei/s required")
+        assert (await create(client, node.url, "exact", exact)).status_code == 200
+
+
+async def test_without_a_price_creates_are_refused_with_a_503(
+    tmp_path: Path, anvil: AnvilNode, parties: Parties, deployed_stream_payment: Contract
+) -> None:
+    sp, provider, sender = deployed_stream_payment, parties.recipient.address, parties.sender
+    rich = await open_stream(sp, sender, provider, rate=10**15)
+    async with (
+        feed_server((200, b"<html>rate limited</html>")) as feed,
+        priced_node(tmp_path, anvil, sp, provider, feed.url, ZERO_ADDRESS) as node,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        await fetched(node.node.wiring.pricing)
+        refused = await create(client, node.url, "rich", rich)
+        assert refused.status_code == 503
+        assert refused.json()["detail"] == (
+            f"no price known: no ETH/USD rate known yet: {feed.url}: not JSON"
+        )
+        status = (await client.get(f"{node.url}/admin/status", headers=OPERATOR)).json()
+        assert (status["pricing"]["state"], status["pricing"]["glm"]) == ("unknown", None)
+        listed = (await client.get(f"{node.url}/vms", headers=OPERATOR)).json()
+        assert listed == []
