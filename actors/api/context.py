@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors.port_verifier import PortVerifierMsg
+from actors.pricing import GetPrices
 from actors.resource_tracker import ResourceMsg
 from actors.vm_lifecycle import LifecycleMsg
 from actors.vpn_router import VpnMsg
@@ -30,7 +31,7 @@ class ApiContext:
     provider: ProviderInfo
     payments_enabled: bool
     payments: PaymentGate | None = None  # set when payments are enabled
-    pricing: Address[Any] | None = None  # the pricing actor: its state goes in /admin/status
+    pricing: Address[GetPrices] | None = None  # the pricing actor: its state goes in /admin/status
     create_timeout: float  # how long a synchronous create waits for SSH
     stop_timeout: float = 120.0
     stop: StopHandle  # asks the whole node to stop gracefully (the shutdown route)
