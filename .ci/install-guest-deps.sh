@@ -6,7 +6,8 @@
 # Run as root.
 set -eu
 
-PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt"
+# mmdebstrap builds the debian-12 catalog image (golem-provider image build debian-12).
+PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt mmdebstrap"
 
 missing=""
 for p in $PKGS; do

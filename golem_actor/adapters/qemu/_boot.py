@@ -25,6 +25,7 @@ import trio
 
 from golem_actor.adapters.backend import BackendError, LaunchSpec
 from golem_actor.adapters.guest import GuestImage, make_nocloud_seed
+from golem_actor.adapters.images import DebianImage
 from golem_actor.adapters.qemu import _vmdir
 from golem_actor.adapters.qemu._argv import QemuSpec, qemu_argv
 from golem_actor.adapters.qemu._disk import create_data_disk, create_overlay
@@ -52,14 +53,17 @@ def tail(path: Path, chars: int = 2000) -> str:
         return ""
 
 
-async def provision(
-    paths: VmPaths, spec: LaunchSpec, image: GuestImage | CloudDisk, *, qemu_img: str
-) -> None:
+Bootable = GuestImage | CloudDisk | DebianImage
+
+
+async def provision(paths: VmPaths, spec: LaunchSpec, image: Bootable, *, qemu_img: str) -> None:
     """Create whatever of the data disk and the NoCloud seed is missing."""
     storage = spec.resources.storage_gib
     if not await trio.to_thread.run_sync(paths.disk.exists):
         if isinstance(image, CloudDisk):
             await create_overlay(paths.disk, image.path, storage, qemu_img=qemu_img)
+        elif isinstance(image, DebianImage):  # the guest's cloud-init grows its root fs
+            await create_overlay(paths.disk, image.base, storage, qemu_img=qemu_img)
         else:
             await create_data_disk(paths.disk, storage, qemu_img=qemu_img)
     if not await trio.to_thread.run_sync(paths.seed.exists):
@@ -73,11 +77,9 @@ async def provision(
         )
 
 
-def _argv(
-    paths: VmPaths, record: VmRecord, image: GuestImage | CloudDisk, binary: str
-) -> list[str]:
-    # the test guest boots its kernel directly; a cloud image boots from its disk
-    guest = image if isinstance(image, GuestImage) else None
+def _argv(paths: VmPaths, record: VmRecord, image: Bootable, binary: str) -> list[str]:
+    # the test guest and built images boot their kernel directly; a cloud image its disk
+    guest = image if isinstance(image, GuestImage | DebianImage) else None
     return qemu_argv(
         QemuSpec(
             cpus=record.spec.resources.cpus,
@@ -132,7 +134,7 @@ async def _run_daemonizing(argv: list[str], paths: VmPaths, config: BootConfig) 
 async def start_qemu(
     paths: VmPaths,
     record: VmRecord,
-    image: GuestImage | CloudDisk,
+    image: Bootable,
     accel: Literal["kvm", "tcg"],
     config: BootConfig,
 ) -> VmRecord:
