@@ -73,7 +73,7 @@ def test_setup_hook_writes_the_initramfs_config_before_any_package(tmp_path: Pat
 
 
 def test_customize_hook_writes_files_and_removes_baked_secrets(tmp_path: Path) -> None:
-    plan = msgspec.structs.replace(default_plan(), enable_units=())  # no chroot here
+    plan = msgspec.structs.replace(default_plan(), enable_units=(), mask_units=())  # no chroot
     for key in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "ssh_host_rsa_key"):
         (tmp_path / "etc/ssh").mkdir(parents=True, exist_ok=True)
         (tmp_path / "etc/ssh" / key).write_text("secret")
@@ -97,6 +97,7 @@ def test_customize_hook_writes_files_and_removes_baked_secrets(tmp_path: Path) -
 def test_default_plan_enables_networking_in_the_chroot() -> None:
     hook = _hook(mmdebstrap_argv(default_plan(), Path("/r")), "--customize-hook=")
     assert 'chroot "$1" systemctl enable systemd-networkd.service' in hook
+    assert 'chroot "$1" systemctl mask e2scrub_reap.service' in hook
 
 
 @pytest.mark.parametrize("content", ["it's", 'a "b" $HOME `x` \\n', "line\n\nend\n", "%s%%"])
