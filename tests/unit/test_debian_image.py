@@ -257,6 +257,17 @@ async def test_a_hanging_build_is_stopped_within_its_time_limit(
     assert not list((tmp_path / "c").glob(".image-build-*"))
 
 
+async def test_a_root_with_proc_contents_is_not_copied(
+    tmp_path: Path, fake_bin: tuple[Path, Path]
+) -> None:
+    fake = _fake(
+        *fake_bin, FAKE_OK + 'mkdir -p "$target/proc/self" && : > "$target/proc/self/auxv"\n'
+    )
+    with pytest.raises(ImageBuildError, match="still mounted in the new root"):
+        await build_debian_image(tmp_path / "c", default_plan(), mmdebstrap=str(fake))
+    assert not list((tmp_path / "c").glob("debian-12-*"))
+
+
 async def test_missing_mmdebstrap_names_the_package(tmp_path: Path) -> None:
     with pytest.raises(ImageBuildError, match="install the Debian package `mmdebstrap`"):
         await build_debian_image(tmp_path / "c", default_plan(), mmdebstrap="/nonexistent/mmdeb")

@@ -304,6 +304,17 @@ async def run_streaming(step: str, argv: list[str], progress: Progress) -> None:
         )
 
 
+def _check_unmounted(root: Path) -> None:
+    """Nothing may be mounted in the tree ``mke2fs -d`` copies (once, a ``/proc`` was
+    still mounted after mmdebstrap returned and its files ended up in the copy)."""
+    for point in _mounts_under(root):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+    left = _mounts_under(root)
+    proc = root / "proc"
+    if left or (proc.is_dir() and any(proc.iterdir())):
+        raise ImageBuildError("unmount", f"still mounted in the new root: {left or ['/proc']}")
+
+
 def _used_bytes(root: Path) -> int:
     total = 0
     for directory, _dirs, files in os.walk(root):
@@ -387,6 +398,7 @@ async def _build(
     await trio.to_thread.run_sync(out.mkdir)
     progress(f"building {name} ({plan.suite}, {len(plan.packages)} packages) with mmdebstrap")
     await run_streaming("mmdebstrap", mmdebstrap_argv(plan, root, binary=mmdebstrap), progress)
+    await trio.to_thread.run_sync(_check_unmounted, root)
     release = await trio.to_thread.run_sync(_take_boot_files, root, out)
     used = await trio.to_thread.run_sync(_used_bytes, root)
     fs_bytes = fs_size_for(used)
