@@ -9,7 +9,7 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import api, boot, chain, gating, kernel, relay
+from . import api, boot, chain, gating, images, kernel, relay
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
 BENCHES: dict[str, Bench] = {
@@ -19,6 +19,7 @@ BENCHES: dict[str, Bench] = {
     "boot": boot.run,
     "chain": chain.run,
     "gating": gating.run,
+    "images": images.run,
 }
 
 
