@@ -4,7 +4,8 @@
 Cost: the build (about 1 min on a quiet 2-core host, 3 min under load; 95 MB download)
 is paid once per cache (``GOLEM_TEST_CACHE``, as for the test guest): a warm cache costs
 a manifest read. Each boot to SSH takes tens of seconds under TCG (systemd + cloud-init in
-Python); the VM test boots twice (launch, start after stop). The no-network test runs
+Python); the backend test boots once, the API test twice (create, start after stop; the
+node's SIGKILL and restart adopt the running VM). The no-network test runs
 the CLI inside a network namespace it creates (``unshare -n``), where nothing can leave.
 """
 
@@ -19,12 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import trio
+from node_helpers import NodeProcess, free_block, free_port, ssh as node_ssh, wait_status
 
 from golem_actor.adapters.backend import BackendState, Endpoint, LaunchSpec
 from golem_actor.adapters.guest import GuestImage
@@ -91,6 +94,31 @@ def vm_root() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+async def _image_files(image: DebianImage, machine_id: str, ssh_dir: str) -> str:
+    """The image's machine-id content and its SSH host key files, read with debugfs."""
+    raw = Path(tempfile.mkdtemp(prefix="gd-img-")) / "root.raw"
+    try:
+        await trio.run_process(
+            ["qemu-img", "convert", "-U", "-O", "raw", str(image.base), str(raw)]
+        )
+        cat = await trio.run_process(
+            ["/sbin/debugfs", "-R", f"cat {machine_id}", str(raw)],
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+        listing = await trio.run_process(
+            ["/sbin/debugfs", "-R", f"ls -l {ssh_dir}", str(raw)],
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+    finally:
+        await trio.to_thread.run_sync(shutil.rmtree, raw.parent, True)
+    names = listing.stdout.decode().split()
+    assert "sshd_config" in names  # the listing worked
+    host_keys = [n for n in names if n.startswith("ssh_host_")]
+    return cat.stdout.decode() + "".join(host_keys)
+
+
 def _ssh_argv(key: Path, endpoint: Endpoint, user: str, command: str) -> list[str]:
     return [
         "ssh", "-F", "/dev/null", "-i", str(key), "-p", str(endpoint.port),
@@ -145,7 +173,7 @@ async def wait_for_ssh(key: Path, endpoint: Endpoint, serial: Path) -> float:
     pytest.fail(f"no SSH login at {endpoint} after {SSH_READY_TIMEOUT}s\n{tail}")
 
 
-async def test_debian_12_boots_with_cloud_init_and_keeps_its_disk(
+async def test_debian_12_boots_with_cloud_init_from_the_seed(
     debian_image: DebianImage, ssh_keypair: tuple[Path, str], vm_root: Path
 ) -> None:
     key, public_key = ssh_keypair
@@ -186,27 +214,13 @@ async def test_debian_12_boots_with_cloud_init_and_keeps_its_disk(
 
     # no secret came with the image: this VM made its own host key and machine-id
     host_key = await ssh(key, observed.ssh, "root", "cat /etc/ssh/ssh_host_ed25519_key.pub")
+    assert host_key.startswith("ssh-ed25519 ")
     machine_id = (await ssh(key, observed.ssh, "root", "cat /etc/machine-id")).strip()
     assert len(machine_id) == 32
+    image_files = await _image_files(debian_image, "/etc/machine-id", "/etc/ssh")
+    assert image_files == ""  # empty machine-id, no host keys in the shipped image
 
-    # files and identity survive a stop/start and a node restart (a new backend adopts it)
-    await ssh(key, observed.ssh, "ubuntu", "echo kept > ~/note && sudo sh -c 'echo r > /root/n'")
-    await backend.stop(spec.vm_id)
-    assert (await backend.inspect(spec.vm_id)).state is BackendState.STOPPED
-    started = trio.current_time()
-    adopted = QemuBackend(vms_dir=vms_dir, guest_cache=cache, catalog=load_catalog())
-    restarted = await adopted.start(spec.vm_id)
-    assert restarted.ssh is not None
-    await wait_for_ssh(key, restarted.ssh, serial)
-    print(f"debian-12 second boot: start -> ssh ubuntu@ {trio.current_time() - started:.1f}s")
-    assert (await ssh(key, restarted.ssh, "ubuntu", "cat ~/note")).strip() == "kept"
-    assert (await ssh(key, restarted.ssh, "root", "cat /root/n")).strip() == "r"
-    assert await ssh(key, restarted.ssh, "root", "cat /etc/ssh/ssh_host_ed25519_key.pub") == (
-        host_key
-    )
-    again = (await ssh(key, restarted.ssh, "root", "cat /etc/machine-id")).strip()
-    assert again == machine_id
-    await adopted.delete(spec.vm_id)
+    await backend.delete(spec.vm_id)
     assert not (vms_dir / spec.vm_id).exists()
 
 
@@ -230,3 +244,86 @@ def test_a_build_without_a_route_to_the_mirror_fails_fast_and_clearly(tmp_path: 
     assert took < 120
     leftovers = [p.name for p in (tmp_path / "guest").iterdir()]
     assert leftovers == ["debian-12.lock"]
+
+
+# -- through the node's API ---------------------------------------------------------------
+
+API_STORAGE_GIB = 10  # the node's smallest accepted VM
+
+
+@pytest.fixture
+async def node(tmp_path: Path, debian_image: DebianImage) -> AsyncIterator[NodeProcess]:
+    process = NodeProcess(
+        data=tmp_path / "node",
+        port=free_port(),
+        ports=free_block(4),
+        guest_cache=debian_image.base.parent.parent,  # holds the test guest too
+        extra_env=(("GOLEM_PROVIDER_LAUNCH_TIMEOUT_SECONDS", "300"),),  # TCG: systemd boot
+    )
+    await process.start()
+    try:
+        yield process
+    finally:
+        if (process.data / "provider.pid").exists():
+            await process.stop()
+        for qemu in process.qemus():
+            qemu.kill()
+
+
+async def _run(key: Path, port: int, user: str, command: str) -> str:
+    result = await node_ssh(key, port, user, command)
+    assert result.returncode == 0, f"{user}: {command}: {result.stderr.decode(errors='replace')}"
+    return result.stdout.decode()
+
+
+async def test_debian_12_rented_through_the_api_keeps_files_and_host_key(
+    node: NodeProcess, ssh_keypair: tuple[Path, str]
+) -> None:
+    key, public = ssh_keypair
+    async with httpx.AsyncClient(timeout=400) as client:
+        started = time.monotonic()
+        created = await client.post(
+            f"{node.url}/vms",
+            json={
+                "name": "deb",
+                "image": "debian-12",
+                "resources": {"cpu": 1, "memory": 1, "storage": API_STORAGE_GIB},
+                "ssh_key": public,
+            },
+        )
+        assert created.status_code == 200, created.text
+        vm_id, port = created.json()["id"], created.json()["ssh_port"]
+        print(f"debian-12 via the API: create -> 200 after {time.monotonic() - started:.1f}s")
+
+        status = await _run(key, port, "ubuntu", "cloud-init status --wait")
+        assert "status: done" in status, status
+        assert (await _run(key, port, "ubuntu", "sudo -n true && echo ok")).strip() == "ok"
+        assert (await _run(key, port, "ubuntu", "apt-get --version")).startswith("apt ")
+        size = int((await _run(key, port, "ubuntu", "df -B1 --output=size /")).split()[-1])
+        assert size >= 0.9 * API_STORAGE_GIB * 1024**3, size
+        await _run(key, port, "root", "echo by-root > /root/keep.txt")
+        await _run(key, port, "ubuntu", "echo by-ubuntu > ~/keep.txt")
+        first_key = await _run(key, port, "root", "cat /etc/ssh/ssh_host_ed25519_key.pub")
+
+        async def check() -> None:
+            assert await _run(key, port, "root", "cat /root/keep.txt") == "by-root\n"
+            assert await _run(key, port, "ubuntu", "cat ~/keep.txt") == "by-ubuntu\n"
+            again = await _run(key, port, "root", "cat /etc/ssh/ssh_host_ed25519_key.pub")
+            assert again == first_key
+
+        stopped = await client.post(f"{node.url}/vms/{vm_id}/stop")
+        assert (stopped.status_code, stopped.json()["status"]) == (200, "stopped")
+        started = time.monotonic()
+        restarted = await client.post(f"{node.url}/vms/{vm_id}/start")
+        assert (restarted.status_code, restarted.json()["status"]) == (200, "running")
+        print(f"debian-12 via the API: start -> 200 after {time.monotonic() - started:.1f}s")
+        await check()
+
+        node.kill()  # SIGKILL: the guest keeps running and the next node adopts it
+        await node.start()
+        assert (await wait_status(client, node, vm_id, "running"))["ssh_port"] == port
+        await check()
+
+        deleted = await client.delete(f"{node.url}/vms/{vm_id}")
+        assert deleted.status_code == 200, deleted.text
+        assert not (node.data / "vms" / vm_id).exists()
