@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
@@ -42,6 +43,7 @@ STORAGE_GIB = 4
 MEMORY_MIB = 1024
 SSH_READY_TIMEOUT = 300.0
 REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -327,3 +329,30 @@ async def test_debian_12_rented_through_the_api_keeps_files_and_host_key(
         deleted = await client.delete(f"{node.url}/vms/{vm_id}")
         assert deleted.status_code == 200, deleted.text
         assert not (node.data / "vms" / vm_id).exists()
+
+
+def test_an_offline_node_fails_a_debian_create_with_the_reason_in_bounded_time(
+    tmp_path: Path, ssh_keypair: tuple[Path, str]
+) -> None:
+    """A node in a network namespace with only a loopback (nothing can leave it), with an
+    empty image cache: the create ends in ``error`` within seconds, saying why, and the
+    node's log shows the build's steps."""
+    _key, public = ssh_keypair
+    script = f'ip link set lo up && exec {sys.executable} {HERE / "offline_create.py"} "$@"'
+    result = subprocess.run(
+        ["unshare", "--net", "sh", "-c", script, "sh", str(tmp_path / "w"), public],
+        check=False, capture_output=True, text=True, timeout=400, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{HERE}"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"offline create ended '{seen['vm'].get('status')}' after {seen['seconds']:.1f}s")
+    assert seen["create_status"] == 202, seen["create"]
+    assert seen["vm"]["status"] == "error", seen["vm"]
+    error = seen["vm"]["error_message"]
+    assert "'debian-12' cannot be built" in error, error
+    assert "apt-get update" in error, error
+    assert seen["seconds"] < 120
+    messages = [e.get("message", "") for e in seen["build_events"]]
+    assert "I: running apt-get update..." in messages, messages
+    assert any(e["event"] == "image_build_failed" for e in seen["build_events"])
