@@ -1,4 +1,4 @@
-"""Run inside a network namespace with only a loopback (see test_debian_image.py): start a
+"""Run inside a network namespace with only a loopback (see test_debian_guest.py): start a
 node whose image cache is empty, ask it for a ``debian-12`` VM, and print as JSON what the
 requestor sees (the create's answer, the VM's final status, how long it took) and the
 node's image-build log events. Not a test module: the test runs it under ``unshare``."""

@@ -25,12 +25,9 @@ Theory of operation (the same contract as the test guest's builder):
 
 from __future__ import annotations
 
-import collections
 import fcntl
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +38,13 @@ import trio
 
 from golem_actor.adapters.images._model import DebianImage, ImageBuildError
 from golem_actor.adapters.images._plan import DebianPlan, mmdebstrap_argv, plan_version
+from golem_actor.adapters.images._tools import (
+    check_unmounted,
+    remove_scratch,
+    run_streaming,
+    run_tool,
+    sbin_tool,
+)
 
 __all__ = ["build_debian_image", "image_dir"]
 
@@ -57,7 +61,6 @@ EXT4_FEATURES = (
     "sparse_super,large_file,huge_file,dir_nlink,extra_isize,metadata_csum"
 )
 DEFAULT_TIME_LIMIT = 1200.0
-TERM_GRACE = 30.0
 
 Progress = Callable[[str], None]
 
@@ -128,29 +131,9 @@ async def _acquire_lock(path: Path, progress: Progress) -> int:
         raise
 
 
-def _mounts_under(directory: Path) -> list[str]:
-    prefix = str(directory).rstrip("/") + "/"
-    try:
-        lines = Path("/proc/self/mounts").read_text().splitlines()
-    except OSError:
-        return []
-    points = [line.split()[1].encode().decode("unicode_escape") for line in lines if " " in line]
-    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
-
-
-def _remove_scratch(scratch: Path) -> None:
-    """Remove a scratch tree, unmounting what a killed mmdebstrap left mounted in it; a
-    tree that still has mounts is left alone (rmtree would descend into them)."""
-    for point in _mounts_under(scratch):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-    if _mounts_under(scratch):
-        return
-    shutil.rmtree(scratch, ignore_errors=True)
-
-
 def _remove_stale(cache_dir: Path, final: Path) -> None:
     for stale in cache_dir.glob(f"{SCRATCH_PREFIX}*"):
-        _remove_scratch(stale)
+        remove_scratch(stale)
     if final.exists():  # a directory that failed verification
         shutil.rmtree(final, ignore_errors=True)
 
@@ -217,7 +200,7 @@ async def _build_locked(
             await trio.to_thread.run_sync(_install, out, final)
         finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_remove_scratch, scratch)
+                await trio.to_thread.run_sync(remove_scratch, scratch)
     finally:
         os.close(lock_fd)
     image = await trio.to_thread.run_sync(_load, final, name, version)
@@ -247,74 +230,6 @@ def _preflight(mmdebstrap: str) -> None:
         )
 
 
-async def _stream_lines(stream: trio.abc.ReceiveStream, sink: Callable[[str], None]) -> None:
-    pending = b""
-    async for chunk in stream:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            sink(line.decode(errors="replace").rstrip())
-    if pending:
-        sink(pending.decode(errors="replace").rstrip())
-
-
-async def _stop_group(process: trio.Process) -> None:
-    """SIGTERM the process group (mmdebstrap unmounts and cleans up), then SIGKILL."""
-    for sig, grace in ((signal.SIGTERM, TERM_GRACE), (signal.SIGKILL, 5.0)):
-        if process.returncode is not None:
-            return
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        with trio.move_on_after(grace):
-            await process.wait()
-
-
-async def run_streaming(step: str, argv: list[str], progress: Progress) -> None:
-    """Run ``argv`` in its own process group, stdout and stderr line by line to
-    ``progress``; :class:`ImageBuildError` with the last lines if it fails."""
-    recent: collections.deque[str] = collections.deque(maxlen=40)
-
-    def sink(line: str) -> None:
-        recent.append(line)
-        if line.startswith(("I: ", "W: ", "E: ")):  # mmdebstrap's steps, not hook echoes
-            progress(line if len(line) <= 160 else line[:157] + "...")
-
-    try:
-        process = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise ImageBuildError(step, f"cannot run {argv[0]}: {exc}") from exc
-    try:
-        assert process.stdout is not None
-        await _stream_lines(process.stdout, sink)
-        await process.wait()
-    finally:
-        with trio.CancelScope(shield=True):
-            await _stop_group(process)
-    if process.returncode != 0:
-        raise ImageBuildError(
-            step, f"{argv[0]} exited with status {process.returncode}", output="\n".join(recent)
-        )
-
-
-def _check_unmounted(root: Path) -> None:
-    """Nothing may be mounted in the tree ``mke2fs -d`` copies (once, a ``/proc`` was
-    still mounted after mmdebstrap returned and its files ended up in the copy)."""
-    for point in _mounts_under(root):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-    left = _mounts_under(root)
-    proc = root / "proc"
-    if left or (proc.is_dir() and any(proc.iterdir())):
-        raise ImageBuildError("unmount", f"still mounted in the new root: {left or ['/proc']}")
-
-
 def _used_bytes(root: Path) -> int:
     total = 0
     for directory, _dirs, files in os.walk(root):
@@ -340,21 +255,6 @@ def _take_boot_files(root: Path, out: Path) -> str:
     return release
 
 
-async def _run_tool(step: str, argv: list[str]) -> None:
-    try:
-        result = await trio.run_process(
-            argv, stdin=subprocess.DEVNULL, capture_stdout=True, capture_stderr=True, check=False
-        )
-    except OSError as exc:
-        raise ImageBuildError(step, f"cannot run {argv[0]}: {exc}") from exc
-    if result.returncode != 0:
-        raise ImageBuildError(
-            step,
-            f"{argv[0]} exited with status {result.returncode}",
-            output=result.stderr.decode(errors="replace"),
-        )
-
-
 def mke2fs_argv(root: Path, raw: Path, mke2fs: str = "mke2fs") -> list[str]:
     """Format ``raw`` (an existing sparse file of the filesystem's size) as ext4 holding
     the tree ``root``."""
@@ -378,11 +278,6 @@ def mke2fs_argv(root: Path, raw: Path, mke2fs: str = "mke2fs") -> list[str]:
     ]
 
 
-def _sbin_tool(name: str) -> str:
-    search = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])
-    return shutil.which(name, path=search) or name
-
-
 async def _build(
     scratch: Path,
     plan: DebianPlan,
@@ -398,7 +293,7 @@ async def _build(
     await trio.to_thread.run_sync(out.mkdir)
     progress(f"building {name} ({plan.suite}, {len(plan.packages)} packages) with mmdebstrap")
     await run_streaming("mmdebstrap", mmdebstrap_argv(plan, root, binary=mmdebstrap), progress)
-    await trio.to_thread.run_sync(_check_unmounted, root)
+    await trio.to_thread.run_sync(check_unmounted, root)
     release = await trio.to_thread.run_sync(_take_boot_files, root, out)
     used = await trio.to_thread.run_sync(_used_bytes, root)
     fs_bytes = fs_size_for(used)
@@ -409,8 +304,8 @@ async def _build(
             f.truncate(fs_bytes)
 
     await trio.to_thread.run_sync(sparse_file)
-    mke2fs = await trio.to_thread.run_sync(_sbin_tool, "mke2fs")
-    await _run_tool("mke2fs", mke2fs_argv(root, raw, mke2fs))
+    mke2fs = await trio.to_thread.run_sync(sbin_tool, "mke2fs")
+    await run_tool("mke2fs", mke2fs_argv(root, raw, mke2fs))
     progress("converting to qcow2")
     convert = [
         qemu_img,
@@ -423,7 +318,7 @@ async def _build(
         str(raw),
         str(out / BASE_FILE),
     ]
-    await _run_tool("qemu-img convert", convert)
+    await run_tool("qemu-img convert", convert)
 
     def write_manifest() -> None:
         manifest = Manifest(
