@@ -9,7 +9,7 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import api, boot, chain, discovery, gating, kernel, netns, relay, vpn
+from . import api, boot, chain, discovery, gating, images, kernel, netns, relay, vpn
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
 BENCHES: dict[str, Bench] = {
@@ -22,6 +22,7 @@ BENCHES: dict[str, Bench] = {
     "discovery": discovery.run,
     "vpn": vpn.run,
     "netns": netns.run,
+    "images": images.run,
 }
 
 

@@ -15,6 +15,7 @@ import msgspec
 
 __all__ = [
     "CloudImage",
+    "DebianBuild",
     "ImageCatalog",
     "ImageEntry",
     "TestGuestImage",
@@ -24,6 +25,7 @@ __all__ = [
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.:-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SUITE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 
 
 class TestGuestImage(msgspec.Struct, frozen=True, tag_field="kind", tag="test-guest"):
@@ -42,7 +44,17 @@ class CloudImage(msgspec.Struct, frozen=True, tag_field="kind", tag="cloud"):
             raise ValueError("give exactly one of path or url")
 
 
-QemuImage = TestGuestImage | CloudImage
+class DebianBuild(msgspec.Struct, frozen=True, tag_field="kind", tag="debian"):
+    """An image the node builds itself from Debian packages (mmdebstrap) on first use."""
+
+    suite: str = "bookworm"
+
+    def __post_init__(self) -> None:
+        if not _SUITE.match(self.suite):
+            raise ValueError("suite must be a Debian suite name such as bookworm")
+
+
+QemuImage = TestGuestImage | CloudImage | DebianBuild
 
 
 class ImageEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -16,6 +16,7 @@ from golem_actor.logs import configure_logging
 from golem_actor.settings import LoadedSettings, SettingsError, resolve_settings
 
 from ._guest import build_guest
+from ._image import build_image
 from ._payments import PAYMENT_COMMANDS, add_payment_commands, run_payment_command
 from ._pricing import add_pricing_parser, pricing_command
 from ._start import start
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     guest_commands = guest.add_subparsers(dest="guest_command", required=True, metavar="ACTION")
     build = guest_commands.add_parser("build", help="build it now (otherwise: on first use)")
     _add_data_dir(build)
+    image = commands.add_parser("image", help="catalog images the node builds (debian-12)")
+    image_commands = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    build_img = image_commands.add_parser(
+        "build", help="build an image now (otherwise: on first use)"
+    )
+    build_img.add_argument("name", help="catalog name, e.g. debian-12")
+    _add_data_dir(build_img)
     add_payment_commands(commands)
     add_pricing_parser(commands)
     return parser
@@ -109,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return stop(loaded.settings, args.timeout)
         case "guest":
             return build_guest(loaded.settings)
+        case "image":
+            return build_image(loaded.settings, args.name)
         case "status":
             configure_logging(fmt="console", level="warning")
             return status(loaded.settings, args.json)

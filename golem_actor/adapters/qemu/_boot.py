@@ -35,6 +35,7 @@ import trio
 from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import BackendError, LaunchSpec
 from golem_actor.adapters.guest import GuestImage, make_nocloud_seed
+from golem_actor.adapters.images import DebianImage
 from golem_actor.adapters.qemu import _process, _vmdir
 from golem_actor.adapters.qemu._argv import QemuSpec, qemu_argv
 from golem_actor.adapters.qemu._disk import create_data_disk, create_overlay
@@ -73,14 +74,17 @@ def tail(path: Path, chars: int = 2000) -> str:
         return ""
 
 
-async def provision(
-    paths: VmPaths, spec: LaunchSpec, image: GuestImage | CloudDisk, *, qemu_img: str
-) -> None:
+Bootable = GuestImage | CloudDisk | DebianImage
+
+
+async def provision(paths: VmPaths, spec: LaunchSpec, image: Bootable, *, qemu_img: str) -> None:
     """Create whatever of the data disk and the NoCloud seed is missing."""
     storage = spec.resources.storage_gib
     if not await trio.to_thread.run_sync(paths.disk.exists):
         if isinstance(image, CloudDisk):
             await create_overlay(paths.disk, image.path, storage, qemu_img=qemu_img)
+        elif isinstance(image, DebianImage):  # the guest's cloud-init grows its root fs
+            await create_overlay(paths.disk, image.base, storage, qemu_img=qemu_img)
         else:
             await create_data_disk(paths.disk, storage, qemu_img=qemu_img)
     if not await trio.to_thread.run_sync(paths.seed.exists):
@@ -97,12 +101,12 @@ async def provision(
 def _argv(
     paths: VmPaths,
     record: VmRecord,
-    image: GuestImage | CloudDisk,
+    image: Bootable,
     config: BootConfig,
 ) -> list[str]:
     """QEMU's argv, every file relative to the VM directory (see ``_sandbox``)."""
-    # the test guest boots its kernel directly; a cloud image boots from its disk
-    guest = image if isinstance(image, GuestImage) else None
+    # the test guest and built images boot their kernel directly; a cloud image its disk
+    guest = image if isinstance(image, GuestImage | DebianImage) else None
     return namespace_prefix() + qemu_argv(
         QemuSpec(
             cpus=record.spec.resources.cpus,
@@ -126,15 +130,13 @@ def _argv(
     )
 
 
-def _prepare(
-    paths: VmPaths, image: GuestImage | CloudDisk, runas: RunAs | None, qemu_img: str
-) -> None:
+def _prepare(paths: VmPaths, image: Bootable, runas: RunAs | None, qemu_img: str) -> None:
     """Remove what a killed QEMU or pasta left behind (a clean exit removes QEMU's
     pidfile and socket itself), link the boot files and an overlay's base into the VM
     directory, hand the directory to the VM user (see ``_sandbox``)."""
     for stale in (paths.pidfile, paths.qmp, paths.pasta_pid, paths.pasta_log):
         stale.unlink(missing_ok=True)
-    if isinstance(image, GuestImage):
+    if isinstance(image, GuestImage | DebianImage):
         link_into(paths.dir, VmPaths.KERNEL, image.kernel)
         link_into(paths.dir, VmPaths.INITRD, image.initrd)
     localize_backing(paths.dir, VmPaths.DISK, qemu_img=qemu_img)
@@ -239,7 +241,7 @@ async def start_pasta(
 async def start_qemu(
     paths: VmPaths,
     record: VmRecord,
-    image: GuestImage | CloudDisk,
+    image: Bootable,
     accel: Literal["kvm", "tcg"],
     config: BootConfig,
     runas: RunAs | None,

@@ -14,6 +14,10 @@ live in one place. A cloud image is never booted unverified:
   :class:`ImageNotAvailable` and leaves nothing behind. Concurrent requests for one image
   in this process share one download (a lock per digest).
 * ``TestGuestImage``: the tiny guest, built (once, cached) by the guest adapter.
+* ``DebianBuild``: an image built (once, cached, locked) from Debian packages by
+  ``adapters.images`` (mmdebstrap). Its progress goes to the log, and the build has a
+  time limit (``build_timeout``), so a host without a route to the mirror fails the
+  create with the builder's error instead of leaving it hanging.
 """
 
 from __future__ import annotations
@@ -33,7 +37,19 @@ import trio
 from golem_actor._atomic import ensure_dir, fsync_dir, read_if_exists, write_atomic
 from golem_actor.adapters.backend import ImageNotAvailable
 from golem_actor.adapters.guest import GuestBuildError, GuestImage, build_test_guest
-from golem_actor.images import CloudImage, ImageCatalog, TestGuestImage, UnknownImage
+from golem_actor.adapters.images import (
+    DebianImage,
+    ImageBuildError,
+    build_debian_image,
+    default_plan,
+)
+from golem_actor.images import (
+    CloudImage,
+    DebianBuild,
+    ImageCatalog,
+    TestGuestImage,
+    UnknownImage,
+)
 
 __all__ = ["CloudDisk", "ImageStore", "download_image", "sha256_of", "verify_local_image"]
 
@@ -168,16 +184,21 @@ class ImageStore:
     """Resolves catalog names for the QEMU backend and caches what it fetched."""
 
     def __init__(
-        self, *, catalog: ImageCatalog, cache_dir: Path, download_timeout: float = 30.0
+        self,
+        *,
+        catalog: ImageCatalog,
+        cache_dir: Path,
+        download_timeout: float = 30.0,
+        build_timeout: float = 1200.0,
     ) -> None:
         self._catalog = catalog
         self._cache_dir = cache_dir
         self._images_dir = cache_dir / "images"
         self._download_timeout = download_timeout
+        self._build_timeout = build_timeout
         self._locks: dict[str, trio.Lock] = {}
 
-    def lookup(self, name: str) -> TestGuestImage | CloudImage:
-        """The QEMU entry for ``name`` (no IO); :class:`ImageNotAvailable` if none."""
+    def _resolve(self, name: str) -> tuple[str, TestGuestImage | CloudImage | DebianBuild]:
         try:
             resolved = self._catalog.resolve(name, "qemu")
         except UnknownImage as exc:
@@ -185,19 +206,52 @@ class ImageStore:
         image = self._catalog.entries[resolved].qemu
         if image is None:  # resolve() already refused this; keeps the type checker honest
             raise ImageNotAvailable(f"image {name!r} has no QEMU variant")
-        return image
+        return resolved, image
+
+    def lookup(self, name: str) -> TestGuestImage | CloudImage | DebianBuild:
+        """The QEMU entry for ``name`` (no IO); :class:`ImageNotAvailable` if none."""
+        return self._resolve(name)[1]
 
     async def test_guest(self) -> GuestImage:
+        def progress(message: str) -> None:
+            log.info("image_build_progress", image="test-guest", message=message)
+
         try:
-            return await build_test_guest(self._cache_dir)
+            with trio.fail_after(self._build_timeout):
+                return await build_test_guest(self._cache_dir, on_progress=progress)
+        except trio.TooSlowError:
+            raise ImageNotAvailable(
+                f"the test guest was not built within {self._build_timeout:g}s"
+            ) from None
         except GuestBuildError as exc:
             raise ImageNotAvailable(f"the test guest cannot be built: {exc}") from None
 
-    async def materialize(self, name: str) -> GuestImage | CloudDisk:
+    async def debian(self, name: str, image: DebianBuild) -> DebianImage:
+        """Catalog image ``name``, built from Debian packages first if not cached."""
+
+        def progress(message: str) -> None:
+            log.info("image_build_progress", image=name, message=message)
+
+        async with self._locks.setdefault(f"build:{name}", trio.Lock()):
+            try:
+                return await build_debian_image(
+                    self._cache_dir,
+                    default_plan(image.suite),
+                    name=name,
+                    on_progress=progress,
+                    time_limit=self._build_timeout,
+                )
+            except ImageBuildError as exc:
+                log.error("image_build_failed", image=name, error=str(exc))
+                raise ImageNotAvailable(f"image {name!r} cannot be built: {exc}") from None
+
+    async def materialize(self, name: str) -> GuestImage | CloudDisk | DebianImage:
         """What to boot for catalog name ``name``, fetched and verified if needed."""
-        image = self.lookup(name)
+        resolved, image = self._resolve(name)
         if isinstance(image, TestGuestImage):
             return await self.test_guest()
+        if isinstance(image, DebianBuild):
+            return await self.debian(resolved, image)
         lock = self._locks.setdefault(image.sha256, trio.Lock())
         async with lock:
             if image.path is not None:
