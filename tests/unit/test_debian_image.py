@@ -30,7 +30,7 @@ from golem_actor.adapters.images import (
 )
 from golem_actor.adapters.images._plan import _write_file_cmd
 from golem_actor.adapters.qemu import _boot, _images
-from golem_actor.adapters.qemu._vmdir import VmPaths, VmRecord
+from golem_actor.adapters.qemu._vmdir import MachineRecord, VmPaths
 from golem_actor.cli._main import main as cli_main
 from golem_actor.images import DebianBuild, ImageCatalog, ImageEntry, load_catalog
 
@@ -315,7 +315,7 @@ async def test_store_builds_under_the_canonical_name(
     assert image.base.parent.name.startswith("deb-")
 
 
-def _record(tmp_path: Path) -> tuple[VmPaths, VmRecord]:
+def _record(tmp_path: Path) -> tuple[VmPaths, MachineRecord]:
     from golem_actor.adapters.backend import LaunchSpec  # noqa: PLC0415
     from golem_actor.domain.resources import Resources  # noqa: PLC0415
 
@@ -326,7 +326,7 @@ def _record(tmp_path: Path) -> tuple[VmPaths, VmRecord]:
         resources=Resources(cpus=1, memory_mib=1024, storage_gib=3),
         authorized_keys=("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2sFh test",),
     )
-    return VmPaths(tmp_path, "vm1"), VmRecord(spec=spec, ssh_port=2222, accel="tcg")
+    return VmPaths(tmp_path, "vm1"), MachineRecord(spec=spec, ssh_port=2222, accel="tcg")
 
 
 def test_a_built_image_boots_its_kernel_with_root_on_the_disk(tmp_path: Path) -> None:

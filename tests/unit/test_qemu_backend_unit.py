@@ -110,7 +110,7 @@ def backend(root: Path, **options: object) -> QemuBackend:
 
 def make_record(root: Path, vm_id: str = "vm1") -> _vmdir.VmPaths:
     paths = _vmdir.check_vm_id((root / "vms").absolute(), vm_id)
-    _vmdir.create_vm_dir(paths, _vmdir.VmRecord(spec=spec(vm_id), ssh_port=2222, accel="tcg"))
+    _vmdir.create_vm_dir(paths, _vmdir.MachineRecord(spec=spec(vm_id), ssh_port=2222, accel="tcg"))
     return paths
 
 
@@ -352,7 +352,7 @@ def test_qemu_gets_only_names_relative_to_its_vm_directory(short_dir: Path) -> N
     """QEMU runs in the VM directory as a user that may not reach its absolute path
     (nor fit a deep one in a unix socket address): no argument names the directory."""
     paths = _vmdir.check_vm_id(short_dir / ("d" * 90), "vm1")
-    record = _vmdir.VmRecord(spec=spec(image="test-guest"), ssh_port=2222, accel="tcg")
+    record = _vmdir.MachineRecord(spec=spec(image="test-guest"), ssh_port=2222, accel="tcg")
     guest = GuestImage(
         kernel=short_dir / "cache" / "vmlinux",
         initrd=short_dir / "cache" / "initrd.cpio",

@@ -69,7 +69,7 @@ from golem_actor.adapters.qemu._network import (
 from golem_actor.adapters.qemu._ports import LOOPBACK, pick_free_port
 from golem_actor.adapters.qemu._qmp import QmpClient, QmpError, qmp_session
 from golem_actor.adapters.qemu._sandbox import VM_USER, RunAs, vm_user
-from golem_actor.adapters.qemu._vmdir import VmPaths, VmRecord
+from golem_actor.adapters.qemu._vmdir import MachineRecord, VmPaths
 from golem_actor.images import ImageCatalog
 
 __all__ = ["GUEST_IP", "QemuBackend"]
@@ -153,7 +153,9 @@ class QemuBackend:
             if record is None:
                 if await trio.to_thread.run_sync(_vmdir.is_husk, paths):
                     await trio.to_thread.run_sync(_vmdir.remove_vm_dir, paths)
-                record = VmRecord(spec=spec, ssh_port=pick_free_port(), accel=await self._accel())
+                record = MachineRecord(
+                    spec=spec, ssh_port=pick_free_port(), accel=await self._accel()
+                )
                 await trio.to_thread.run_sync(_vmdir.create_vm_dir, paths, record)
                 log.info("vm_created", vm_id=spec.vm_id, dir=str(paths.dir))
             elif record.spec != spec:
@@ -352,7 +354,7 @@ class QemuBackend:
             raise BackendError(f"QEMU of {paths.vm_id} (pids {sorted(pids)}) survived SIGKILL")
         log.info("vm_killed", vm_id=paths.vm_id, pids=sorted(pids))
 
-    async def _observe(self, paths: VmPaths, record: VmRecord) -> Observed:
+    async def _observe(self, paths: VmPaths, record: MachineRecord) -> Observed:
         resources = record.spec.resources
         pid = await trio.to_thread.run_sync(_process.live_pid, paths.pidfile)
         if pid is None:
@@ -374,7 +376,7 @@ class QemuBackend:
 
     # -- booting ----------------------------------------------------------------------
 
-    async def _ensure_running(self, paths: VmPaths, record: VmRecord) -> Observed:
+    async def _ensure_running(self, paths: VmPaths, record: MachineRecord) -> Observed:
         pids = await self._find_all(paths)
         if pids:
             return await self._observe(paths, await self._ensure_pasta(paths, record, pids))
@@ -395,7 +397,9 @@ class QemuBackend:
         )
         return await self._observe(paths, record)
 
-    async def _ensure_pasta(self, paths: VmPaths, record: VmRecord, pids: set[int]) -> VmRecord:
+    async def _ensure_pasta(
+        self, paths: VmPaths, record: MachineRecord, pids: set[int]
+    ) -> MachineRecord:
         """Complete what a node killed mid-start left: QEMU's pidfile, pasta's record, or
         pasta itself (started again for a running QEMU in a namespace of its own)."""
         pid = await trio.to_thread.run_sync(_process.live_pid, paths.pidfile)

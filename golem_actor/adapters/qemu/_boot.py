@@ -50,7 +50,7 @@ from golem_actor.adapters.qemu._network import (
 )
 from golem_actor.adapters.qemu._ports import pick_free_port, port_is_free
 from golem_actor.adapters.qemu._sandbox import RunAs, link_into, localize_backing, own_vm_dir
-from golem_actor.adapters.qemu._vmdir import VmPaths, VmRecord
+from golem_actor.adapters.qemu._vmdir import MachineRecord, VmPaths
 
 __all__ = ["BootConfig", "provision", "start_pasta", "start_qemu", "tail"]
 
@@ -100,7 +100,7 @@ async def provision(paths: VmPaths, spec: LaunchSpec, image: Bootable, *, qemu_i
 
 def _argv(
     paths: VmPaths,
-    record: VmRecord,
+    record: MachineRecord,
     image: Bootable,
     config: BootConfig,
 ) -> list[str]:
@@ -216,8 +216,8 @@ async def _wait_pasta(paths: VmPaths, process: trio.Process, deadline: float) ->
 
 
 async def start_pasta(
-    paths: VmPaths, record: VmRecord, qemu_pid: int, config: BootConfig, runas: RunAs | None
-) -> VmRecord:
+    paths: VmPaths, record: MachineRecord, qemu_pid: int, config: BootConfig, runas: RunAs | None
+) -> MachineRecord:
     """Connect the namespace of ``qemu_pid`` to the host; the record as written for the
     port that worked."""
     deadline = trio.current_time() + config.start_timeout
@@ -240,12 +240,12 @@ async def start_pasta(
 
 async def start_qemu(
     paths: VmPaths,
-    record: VmRecord,
+    record: MachineRecord,
     image: Bootable,
     accel: Literal["kvm", "tcg"],
     config: BootConfig,
     runas: RunAs | None,
-) -> VmRecord:
+) -> MachineRecord:
     """Start the VM's QEMU and its pasta; the record as written for the attempt that
     worked. On a failure nothing of this start keeps running."""
     record = msgspec.structs.replace(record, accel=accel)

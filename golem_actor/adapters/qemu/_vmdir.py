@@ -36,8 +36,8 @@ from golem_actor.adapters.backend import BackendError, LaunchSpec
 
 __all__ = [
     "RECORD_VERSION",
+    "MachineRecord",
     "VmPaths",
-    "VmRecord",
     "check_vm_id",
     "create_vm_dir",
     "is_husk",
@@ -51,7 +51,7 @@ SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes including the NUL
 _VM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class VmRecord(msgspec.Struct, frozen=True, kw_only=True):
+class MachineRecord(msgspec.Struct, frozen=True, kw_only=True):
     """``vm.json``: what the backend must remember about one VM."""
 
     version: int = RECORD_VERSION
@@ -116,19 +116,19 @@ def check_vm_id(vms_dir: Path, vm_id: str) -> VmPaths:
     return VmPaths(vms_dir, vm_id)
 
 
-def read_record(paths: VmPaths) -> VmRecord | None:
+def read_record(paths: VmPaths) -> MachineRecord | None:
     """The VM's record; None when the file is missing. A corrupt one raises."""
     try:
         data = paths.record.read_bytes()
     except FileNotFoundError:
         return None
     try:
-        return msgspec.json.decode(data, type=VmRecord)
+        return msgspec.json.decode(data, type=MachineRecord)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise BackendError(f"{paths.record} is unreadable: {exc}") from None
 
 
-def write_record(paths: VmPaths, record: VmRecord) -> None:
+def write_record(paths: VmPaths, record: MachineRecord) -> None:
     write_atomic(paths.record, msgspec.json.format(msgspec.json.encode(record)) + b"\n")
 
 
@@ -143,7 +143,7 @@ def is_husk(paths: VmPaths) -> bool:
     )
 
 
-def create_vm_dir(paths: VmPaths, record: VmRecord) -> None:
+def create_vm_dir(paths: VmPaths, record: MachineRecord) -> None:
     """Create ``paths.dir`` holding ``vm.json``, atomically (see the module docstring)."""
     ensure_dir(paths.vms_dir)
     staging = paths.vms_dir / f".{paths.vm_id}.staging-{secrets.token_hex(6)}"
