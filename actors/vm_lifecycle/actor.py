@@ -413,20 +413,9 @@ class VmLifecycle(Actor[LifecycleMsg]):
 
     @staticmethod
     def _view(record: VmRecord) -> VmView:
-        return VmView(
-            vm_id=record.vm_id,
-            name=record.name,
-            status=record.status,
-            resources=record.resources,
-            image=record.image,
-            ip_address=record.ip_address,
-            ssh_port=record.ssh_port,
-            stream_id=record.stream_id,
-            job_id=record.job_id,
-            error=record.error,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        # The view is the record less what clients must not see (owner, keys, target):
+        # taken by field name, so a field added to both can never be forgotten here.
+        return VmView(**{name: getattr(record, name) for name in VmView.__struct_fields__})
 
 
 def _ends_with_event(effects: tuple[Effect, ...]) -> bool:
