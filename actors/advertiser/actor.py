@@ -9,7 +9,8 @@ Theory of operation:
 - One attempt at a time: a trigger while one runs asks for one more afterwards.
 - resource_tracker casts `CapacityChanged` after each reservation or release; the first
   change opens a `debounce` window and the attempt runs when it closes, so a burst of
-  creates makes one post, and nothing on the create/delete path ever waits for it.
+  creates makes one post, and nothing on the create/delete path ever waits for it. An
+  attempt that starts for another reason closes the window: it reads the newer books.
 - A failure is logged and retried on the next interval; nothing crashes the actor but a
   bug. Each change of phase or reason is logged once.
 - On a clean stop, an advert that was taken is withdrawn (signed DELETE), within
@@ -164,6 +165,9 @@ class Advertiser(Actor[AdvertiserMsg]):
         if self.work_for(ATTEMPT) is not None:
             self._again = True
             return
+        if self._debounce is not None:
+            self._debounce.cancel()  # this attempt reads the books after those changes
+            self._debounce = None
         self._attempt_at = self._clock()
         self.start_work(
             self._advertise, then=lambda outcome: outcome, failed=self._failed, key=ATTEMPT

@@ -176,6 +176,16 @@ async def test_a_burst_of_capacity_changes_makes_one_post(autojump_clock: object
         assert len(rig.poster.posts) == 2  # no trailing posts without changes
 
 
+async def test_an_attempt_starting_anyway_absorbs_the_pending_changes(
+    autojump_clock: object,
+) -> None:
+    async with running() as rig:
+        await trio.sleep(INTERVAL - DEBOUNCE / 2)
+        await rig.address.cast(CapacityChanged())  # the interval's post comes first
+        await trio.sleep(DEBOUNCE * 2)
+        assert len(rig.poster.posts) == 2  # start and interval; the change rode along
+
+
 async def test_no_price_means_no_advert_and_says_why(autojump_clock: object) -> None:
     async with running() as rig:
         rig.books.prices = prices(glm=None)
