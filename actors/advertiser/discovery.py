@@ -6,6 +6,8 @@ an EIP-191 signature by the provider key over the exact body bytes; a DELETE sig
 canonical delete message with `X-Provider-Timestamp` (see golem_actor.discovery.signing).
 Any answer but 200 (404 too, for a DELETE: nothing to take down) and every transport
 error become `PublishError` with the server's words, so the caller logs and retries.
+A DELETE's signature covers its timestamp in whole seconds, so a second one within the
+same second is the same request, which the server refuses as a replay.
 """
 
 from __future__ import annotations
