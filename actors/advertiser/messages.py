@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
 from actors.resource_tracker import CapacityChanged
 from golem_actor.discovery.schemas import AdvertBody
+from golem_actor.domain.advertising import AdvertPhase, AdvertState
 from golem_actor.kernel import Call
 
 __all__ = [
+    "AdvertPhase",
     "AdvertState",
     "Advertise",
     "AdvertiserMsg",
@@ -21,20 +21,6 @@ __all__ = [
     "Settle",
     "Skipped",
 ]
-
-AdvertPhase = Literal["disabled", "pending", "advertised", "skipped", "failed", "withdrawn"]
-
-
-class AdvertState(msgspec.Struct, frozen=True, kw_only=True):
-    """Where the node advertises and how that stands (for `status` and tests)."""
-
-    target: str  # the discovery server's URL; empty when not advertising there
-    phase: AdvertPhase
-    why: str  # why skipped, failed or disabled; empty otherwise
-    last_accepted_at: float | None  # Unix seconds of the last advert the server took
-    last_attempt_at: float | None
-    advert: AdvertBody | None  # the last advert the server took
-    posts: int  # adverts the server took since start
 
 
 class Advertise(msgspec.Struct, frozen=True):
