@@ -13,8 +13,8 @@ Theory of operation:
   attempt that starts for another reason closes the window: it reads the newer books.
 - A failure is logged and retried on the next interval; nothing crashes the actor but a
   bug. Each change of phase or reason is logged once.
-- On a clean stop, an advert that was taken is withdrawn (signed DELETE), within
-  `withdraw_timeout`, after the attempt in flight (if any) is cancelled.
+- On a clean stop, an advert that was taken (or may have been: an attempt was in flight)
+  is withdrawn (signed DELETE), within `withdraw_timeout`, after that attempt is cancelled.
 - Without a poster (ADVERTISER_TYPE has no discovery server, or no key) the actor only
   reports why it does not advertise.
 """
@@ -143,7 +143,8 @@ class Advertiser(Actor[AdvertiserMsg]):
         if running is not None:
             running.cancel()  # a post landing after the DELETE would revive the advert
             await running.done.wait()
-        if self._poster is None or self._accepted_at is None:
+        # An attempt cut short may have posted already: withdraw then too (a 404 is fine).
+        if self._poster is None or (self._accepted_at is None and running is None):
             return
         with trio.move_on_after(self._withdraw_timeout) as waited:
             try:
