@@ -17,6 +17,7 @@ from actors.wallet import Wallet
 from golem_actor.identity import load_or_create_operator_token, load_or_create_provider_key
 from golem_actor.images import load_catalog
 from golem_actor.settings import Settings
+from golem_actor.signer import Signer
 from golem_actor.state_store import StateStore
 
 from .backend import choose_backend, probe_backend
@@ -73,6 +74,7 @@ def prepare_node(settings: Settings) -> NodeParts:
         wallet=wallet,
         backend_probe=partial(probe_backend, settings, backend.kind),
         price_source=rate_source(settings),
+        signer=Signer(key),
     )
 
 

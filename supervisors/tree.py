@@ -3,8 +3,10 @@
 Start order is the order below (pricing right after the wallet, before anything that
 prices: the API's payment gate asks it); stop order is its reverse, so the API stops taking
 requests first and the SSH proxies (tenants' live sessions) go last. Calls only go from
-later actors to earlier ones (api -> vm_lifecycle -> ssh_proxies, resource_tracker), so
-they cannot deadlock.
+later actors to earlier ones (api -> vm_lifecycle -> ssh_proxies, resource_tracker;
+advertiser -> resource_tracker, pricing), so they cannot deadlock; the only casts from an
+earlier actor to a later one never wait (resource_tracker's `CapacityChanged` to the
+advertiser, a `try_cast`).
 
 The root is one_for_one: addresses survive restarts, so a crashed actor comes back
 without taking its siblings down with it. rest_for_one would restart every actor started
@@ -25,6 +27,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from actors.advertiser import Advertiser, AdvertiserMsg
 from actors.api import ApiActor, ApiContext, ProviderInfo
 from actors.local_chain import LocalChain
 from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
@@ -46,6 +49,7 @@ from golem_actor.kernel import (
 from golem_actor.runtime import StopHandle
 from golem_actor.settings import ZERO_ADDRESS, Settings
 
+from .advertising import advert_identity, advert_minimums, advert_poster, public_ip_source
 from .parts import NodeParts
 from .pricing import pricing_interval, usd_prices, wei_override
 
@@ -68,6 +72,7 @@ class NodeTree:
     lifecycle: Address[LifecycleMsg]
     vpn_router: Address[VpnMsg]
     pricing: Address[PricingMsg]
+    advertiser: Address[AdvertiserMsg]
 
 
 def verifier_settings(settings: Settings) -> VerifierConfig:
@@ -116,11 +121,14 @@ def node_tree(parts: NodeParts) -> NodeTree:
     # The factories run when each child starts, by which time `tree` exists and hands out
     # its children's addresses.
     def resource_tracker() -> ResourceTracker:
+        # Bound first: mypy would infer the spec's type from the narrower parameter.
+        watcher = tree.address_of(advertiser_spec)
         return ResourceTracker(
             storage_path=data,
             reserve=reserve,
             max_vms=settings.max_vms,
             total=parts.host_capacity,
+            watcher=watcher,
         )
 
     def pricing() -> Pricing:
@@ -212,6 +220,23 @@ def node_tree(parts: NodeParts) -> NodeTree:
             min_wei=settings.stream_min_withdraw_wei,
         )
 
+    def advertiser() -> Advertiser:
+        poster, why = advert_poster(settings, parts.signer)
+        # Bound first: mypy would infer the spec's type from the narrower parameter.
+        resources, prices = tree.address_of(resources_spec), tree.address_of(pricing_spec)
+        return Advertiser(
+            poster=poster,
+            disabled_why=why,
+            resources=resources,
+            pricing=prices,
+            public_ip=public_ip_source(settings),
+            identity=advert_identity(settings, parts.platform),
+            minimums=advert_minimums(settings),
+            interval=float(settings.advertisement_interval),
+            debounce=parts.advert_debounce,
+            clock=parts.clock or time.time,
+        )
+
     paid = payments is not None
     local = paid and settings.payments_network == "local"
     wallet_spec = (
@@ -223,6 +248,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     vpn_spec = ChildSpec("vpn_router", lambda: VpnRouter(store=store), shutdown=5.0)
     proxies_spec = ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf)
     lifecycle_spec = ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0)
+    advertiser_spec = ChildSpec("advertiser", advertiser, shutdown=10.0)
     monitoring = paid and settings.stream_monitor_enabled
     withdrawing = paid and wallet_spec is not None and settings.stream_withdraw_enabled
     children: list[ChildSpec[Any]] = [
@@ -236,6 +262,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
         lifecycle_spec,
         *([ChildSpec("stream_monitor", stream_monitor)] if monitoring else []),
         *([ChildSpec("withdraw_scheduler", withdraw_scheduler)] if withdrawing else []),
+        advertiser_spec,
         ChildSpec("api", api, shutdown=10.0),
     ]
     tree = Supervisor(
@@ -256,4 +283,5 @@ def node_tree(parts: NodeParts) -> NodeTree:
         lifecycle=lifecycle,
         vpn_router=tree.address_of(vpn_spec),
         pricing=tree.address_of(pricing_spec),
+        advertiser=tree.address_of(advertiser_spec),
     )

@@ -2,6 +2,7 @@
 
 from .actor import ResourceTracker, host_totals
 from .messages import (
+    CapacityChanged,
     CapacityReport,
     GetCapacity,
     InsufficientResources,
@@ -11,6 +12,7 @@ from .messages import (
 )
 
 __all__ = [
+    "CapacityChanged",
     "CapacityReport",
     "GetCapacity",
     "InsufficientResources",

@@ -1,13 +1,16 @@
 """`ResourceTracker`: the books of what the host can sell and what each VM holds.
 
 The allocations are not persisted here: the VM registry of vm_lifecycle is the single
-source of truth, and it re-reserves (with `adopt`) every live VM when it starts. The host
+source of truth, and it re-reserves (with `adopt`) every live VM when it starts. After
+each change of the books it casts `CapacityChanged` to its optional watcher (the
+advertiser, started later: casts may flow from earlier actors to later ones). The host
 totals are measured once at start (psutil, in a worker thread): CPUs, memory, and the
 size of the filesystem that holds the data directory.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 
 import psutil
@@ -16,9 +19,10 @@ import trio
 
 from golem_actor.domain.capacity import Capacity, shortfall
 from golem_actor.domain.resources import ZERO, Resources
-from golem_actor.kernel import Actor
+from golem_actor.kernel import Actor, ActorGone, Address
 
 from .messages import (
+    CapacityChanged,
     CapacityReport,
     GetCapacity,
     InsufficientResources,
@@ -51,6 +55,7 @@ class ResourceTracker(Actor[ResourceMsg]):
         reserve: Resources,
         max_vms: int,
         total: Resources | None = None,
+        watcher: Address[CapacityChanged] | None = None,
     ) -> None:
         super().__init__()
         self._storage_path = storage_path
@@ -58,6 +63,7 @@ class ResourceTracker(Actor[ResourceMsg]):
         self._max_vms = max_vms
         self._total = total
         self._allocations: dict[str, Resources] = {}
+        self._watcher = watcher
 
     @property
     def capacity(self) -> Capacity:
@@ -79,6 +85,7 @@ class ResourceTracker(Actor[ResourceMsg]):
         match request:
             case Reserve(vm_id=vm_id, resources=resources, adopt=adopt):
                 self._reserve_for(vm_id, resources, adopt=adopt)
+                self._changed()
                 return None
             case GetCapacity():
                 return self._report()
@@ -87,9 +94,16 @@ class ResourceTracker(Actor[ResourceMsg]):
     async def handle_cast(self, message: ResourceMsg) -> None:
         match message:
             case Release(vm_id=vm_id):
-                self._allocations.pop(vm_id, None)
+                if self._allocations.pop(vm_id, None) is not None:
+                    self._changed()
             case _:
                 await super().handle_cast(message)
+
+    def _changed(self) -> None:
+        """Tell the watcher, without ever waiting: a full inbox already holds a change."""
+        if self._watcher is not None:
+            with suppress(ActorGone):
+                self._watcher.try_cast(CapacityChanged())
 
     def _reserve_for(self, vm_id: str, resources: Resources, *, adopt: bool) -> None:
         others = [r for v, r in self._allocations.items() if v != vm_id]

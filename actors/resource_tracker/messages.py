@@ -27,6 +27,11 @@ class Release(msgspec.Struct, frozen=True):
     vm_id: str
 
 
+class CapacityChanged(msgspec.Struct, frozen=True):
+    """Told (a cast, never awaited) to whoever watches capacity, after a reservation or a
+    release changed what the node can still sell (the advertiser, to update its advert)."""
+
+
 class CapacityReport(msgspec.Struct, frozen=True, kw_only=True):
     total: Resources
     reserve: Resources

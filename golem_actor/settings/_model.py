@@ -233,6 +233,7 @@ ALIASES: dict[str, str] = {
     "GOLEM_PROVIDER_NAME": "provider_name",
     "GOLEM_PROVIDER_COUNTRY": "provider_country",
     "GOLEM_ENVIRONMENT": "environment",
+    "GOLEM_PROVIDER_DISCOVERY_ADVERTISEMENT_INTERVAL": "advertisement_interval",
 }
 
 # Upstream variables that are not settings: accepted and ignored. A non-empty reason means the

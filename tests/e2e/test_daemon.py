@@ -95,6 +95,7 @@ async def test_daemon_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
     stops = [child for event, child in shutdown if event == "child stopped"]
     assert stops == [
         "api",
+        "advertiser",
         "vm_lifecycle",
         "ssh_proxies",
         "vpn_router",

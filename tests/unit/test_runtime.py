@@ -125,6 +125,7 @@ async def test_the_api_shutdown_route_stops_the_node_gracefully(tmp_path: Path) 
     stops = [child for event, child in shutdown if event == "child stopped"]
     assert stops == [
         "api",
+        "advertiser",
         "vm_lifecycle",
         "ssh_proxies",
         "vpn_router",
