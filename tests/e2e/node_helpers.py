@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,19 @@ class NodeProcess:
     async def stop(self) -> None:
         result = await self.cli("stop")
         assert result.returncode == 0, result.stderr.decode()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[NodeProcess]:
+        """Started for the block; afterwards stopped if still running, and its guests
+        (QEMUs and pastas) killed, so a failed test never leaves a VM behind."""
+        await self.start()
+        try:
+            yield self
+        finally:
+            if (self.data / "provider.pid").exists():
+                await self.stop()
+            for process in self.guest_processes():
+                process.kill()
 
     def qemus(self) -> list[psutil.Process]:
         """Live QEMU processes of VMs under this node's data dir: they run in their VM

@@ -262,14 +262,8 @@ async def node(tmp_path: Path, debian_image: DebianImage) -> AsyncIterator[NodeP
         guest_cache=debian_image.base.parent.parent,  # holds the test guest too
         extra_env=(("GOLEM_PROVIDER_LAUNCH_TIMEOUT_SECONDS", "300"),),  # TCG: systemd boot
     )
-    await process.start()
-    try:
+    async with process.running():
         yield process
-    finally:
-        if (process.data / "provider.pid").exists():
-            await process.stop()
-        for qemu in process.qemus():
-            qemu.kill()
 
 
 async def _run(key: Path, port: int, user: str, command: str) -> str:

@@ -47,14 +47,8 @@ async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProc
             ("GOLEM_PROVIDER_STREAM_MIN_REMAINING_SECONDS", str(MIN_REMAINING)),
         ),
     )
-    await process.start()
-    try:
+    async with process.running():
         yield process
-    finally:
-        if (process.data / "provider.pid").exists():
-            await process.stop()
-        for qemu in process.guest_processes():
-            qemu.kill()
 
 
 def anvils(port: int) -> list[psutil.Process]:

@@ -30,14 +30,8 @@ async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProc
         ports=free_block(8),
         guest_cache=test_guest.kernel.parent.parent,
     )
-    await process.start()
-    try:
+    async with process.running():
         yield process
-    finally:
-        if (process.data / "provider.pid").exists():
-            await process.stop()
-        for qemu in process.guest_processes():  # a failed test must not leave guests behind
-            qemu.kill()
 
 
 def mem_total_kb(meminfo: str) -> int:
