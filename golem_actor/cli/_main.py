@@ -19,6 +19,7 @@ from ._guest import build_guest
 from ._image import build_image
 from ._payments import PAYMENT_COMMANDS, add_payment_commands, run_payment_command
 from ._pricing import add_pricing_parser, pricing_command
+from ._service import add_service_parser, service_command
 from ._start import start
 from ._status import status
 from ._stop import stop
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_payment_commands(commands)
     add_pricing_parser(commands)
     add_vms_parser(commands)
+    add_service_parser(commands)
     return parser
 
 
@@ -124,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "status":
             configure_logging(fmt="console", level="warning")
             return status(loaded.settings, args.json)
+        case "service":
+            return service_command(loaded.settings, args)
         case "vms":
             configure_logging(fmt="console", level="warning")
             return vms_command(loaded.settings, args)
