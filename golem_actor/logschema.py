@@ -276,10 +276,10 @@ The node writes one JSON object per line (see README, "Logs"). Every line has:
 plus the ids bound to the context where it happened (`vm_id`, `stream_id`, `network_id`;
 `request_method` and `request_path` on the API's lines), and the event's own keys below.
 `exception` holds a formatted traceback. `*` in an event name stands for a part known only
-at run time; `**name` stands for keys that vary with the call. Records of libraries the node uses (hypercorn, httpx, ...) are
-forwarded with their own messages as `event`, and are not listed. Events of
-`golem_actor/portcheck/` and `golem_actor/discovery/` are logged by the `port-checker` and
-`discovery` servers, not by the node.
+at run time; `**name` stands for keys that vary with the call. Records of libraries the
+node uses (hypercorn, httpx, ...) are forwarded with their own messages as `event`, and are
+not listed. Events of `golem_actor/portcheck/` and `golem_actor/discovery/` are logged by
+the `port-checker` and `discovery` servers, not by the node.
 
 | Event | Level | Keys | Logged in |
 |---|---|---|---|

@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,27 @@ class NodeProcess:
     def log_events(self) -> list[str]:
         lines = (self.data / "logs" / "provider.log").read_text().splitlines()
         return [json.loads(line)["event"] for line in lines]
+
+
+@contextlib.asynccontextmanager
+async def running(process: NodeProcess) -> AsyncIterator[NodeProcess]:
+    """`process` started; afterwards stopped, and every guest it left killed (a failed test
+    must not leave guests behind)."""
+    await process.start()
+    try:
+        yield process
+    finally:
+        if (process.data / "provider.pid").exists():
+            await process.stop()
+        for guest in process.guest_processes():
+            guest.kill()
+
+
+def guest_node(tmp_path: Path, guest_cache: Path, ports: int = 4) -> NodeProcess:
+    """A node in `tmp_path/node` on free loopback ports, using the shared test guest."""
+    return NodeProcess(
+        data=tmp_path / "node", port=free_port(), ports=free_block(ports), guest_cache=guest_cache
+    )
 
 
 async def wait_status(

@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 import trio
-from node_helpers import NodeProcess, free_block, free_port, ssh, wait_status
+from node_helpers import NodeProcess, free_block, free_port, running, ssh, wait_status
 
 from actors.local_chain import LOCAL_STREAM_PAYMENT
 from golem_actor.adapters.chain.rpc import RpcClient
@@ -47,14 +47,8 @@ async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProc
             ("GOLEM_PROVIDER_STREAM_MIN_REMAINING_SECONDS", str(MIN_REMAINING)),
         ),
     )
-    await process.start()
-    try:
+    async with running(process):
         yield process
-    finally:
-        if (process.data / "provider.pid").exists():
-            await process.stop()
-        for qemu in process.guest_processes():
-            qemu.kill()
 
 
 def anvils(port: int) -> list[psutil.Process]:

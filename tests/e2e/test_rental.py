@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from node_helpers import NodeProcess, free_block, free_port, ssh, wait_status
+from node_helpers import NodeProcess, guest_node, running, ssh, wait_status
 
 from golem_actor.adapters.guest import GuestImage
 
@@ -24,20 +24,8 @@ GIB_KB = 1024 * 1024
 
 @pytest.fixture
 async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProcess]:
-    process = NodeProcess(
-        data=tmp_path / "node",
-        port=free_port(),
-        ports=free_block(8),
-        guest_cache=test_guest.kernel.parent.parent,
-    )
-    await process.start()
-    try:
+    async with running(guest_node(tmp_path, test_guest.kernel.parent.parent, ports=8)) as process:
         yield process
-    finally:
-        if (process.data / "provider.pid").exists():
-            await process.stop()
-        for qemu in process.guest_processes():  # a failed test must not leave guests behind
-            qemu.kill()
 
 
 def mem_total_kb(meminfo: str) -> int:
