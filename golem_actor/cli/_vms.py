@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -87,15 +88,16 @@ def _run(settings: Settings, node: NodeApi, args: argparse.Namespace) -> int:
             sys.stdout.write(_list_table(views))
         return 0
     vm_id: str = args.vm_id
+    where = quote(vm_id, safe="")  # an id is one path segment, whatever was typed
     if action == "show":
-        _, view = _call(node, "GET", f"/vms/{vm_id}", READ_BOUND)
+        _, view = _call(node, "GET", f"/vms/{where}", READ_BOUND)
         _print_view(view, as_json)
         return 0
     start_bound = settings.launch_timeout_seconds + START_MARGIN
     method, path, bound, goal = {
-        "stop": ("POST", f"/vms/{vm_id}/stop", STOP_BOUND, "stopped"),
-        "start": ("POST", f"/vms/{vm_id}/start", start_bound, "running"),
-        "delete": ("DELETE", f"/vms/{vm_id}", STOP_BOUND, "deleted"),
+        "stop": ("POST", f"/vms/{where}/stop", STOP_BOUND, "stopped"),
+        "start": ("POST", f"/vms/{where}/start", start_bound, "running"),
+        "delete": ("DELETE", f"/vms/{where}", STOP_BOUND, "deleted"),
     }[action]
     status, body = _call(node, method, path, bound)
     if action == "delete" and not as_json:

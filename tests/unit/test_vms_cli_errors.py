@@ -135,3 +135,10 @@ def test_a_vm_that_did_not_settle_is_a_failure(
     assert out.out == "VM vm-1: stopping\n"
     assert "did not get deleted: it is stopping" in out.err
     assert Canned.seen[0][:2] == ("DELETE", "/api/v1/vms/vm-1")
+
+
+def test_a_vm_id_is_one_path_segment(data: Path, canned: int) -> None:
+    Canned.status, Canned.body = 404, {"detail": "no such VM"}
+    point_at(data, canned)
+    assert run(data, "show", "../admin/state") == 4
+    assert Canned.seen[0][1] == "/api/v1/vms/..%2Fadmin%2Fstate"
