@@ -20,7 +20,8 @@ fix_tun
 # busybox (udhcpc, ping) and isc-dhcp-client: DHCP clients against the VPN router in tests
 # mmdebstrap builds the debian-12 catalog image (golem-provider image build debian-12).
 # passt: pasta, the network of each QEMU guest (see golem_actor/adapters/qemu/_network.py)
-PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox isc-dhcp-client passt mmdebstrap"
+# systemd: systemd-analyze verifies the unit `golem-provider service install` writes
+PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox isc-dhcp-client passt mmdebstrap systemd"
 
 missing=""
 for p in $PKGS; do

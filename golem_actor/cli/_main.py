@@ -19,9 +19,11 @@ from ._guest import build_guest
 from ._image import build_image
 from ._payments import PAYMENT_COMMANDS, add_payment_commands, run_payment_command
 from ._pricing import add_pricing_parser, pricing_command
+from ._service import add_service_parser, service_command
 from ._start import start
 from ._status import status
 from ._stop import stop
+from ._vms import add_vms_parser, vms_command
 
 EXIT_USAGE = 2
 
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(build_img)
     add_payment_commands(commands)
     add_pricing_parser(commands)
+    add_vms_parser(commands)
+    add_service_parser(commands)
     return parser
 
 
@@ -122,6 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "status":
             configure_logging(fmt="console", level="warning")
             return status(loaded.settings, args.json)
+        case "service":
+            return service_command(loaded.settings, args)
+        case "vms":
+            configure_logging(fmt="console", level="warning")
+            return vms_command(loaded.settings, args)
         case "pricing":
             configure_logging(fmt="console", level="warning")
             return pricing_command(loaded.settings, args)

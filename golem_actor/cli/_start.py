@@ -23,12 +23,14 @@ import trio
 
 from golem_actor._atomic import write_atomic
 from golem_actor.adapters.local_ports import connect_host
+from golem_actor.adapters.sd_notify import notify_ready
 from golem_actor.logs import choose_format, configure_logging, reset_logging
 from golem_actor.runtime import EXIT_FAILED, run_node
 from golem_actor.settings import LoadedSettings, Settings
 from supervisors import build_node
 
 from . import _pidfile
+from ._node_api import NodeFile, node_file
 
 READY_TIMEOUT = 120.0
 
@@ -62,6 +64,7 @@ def _run_foreground(loaded: LoadedSettings, ready_fd: int | None) -> int:
 
     def ready() -> None:
         _write_node_file(settings)
+        notify_ready()  # systemd's Type=notify, when NOTIFY_SOCKET is set
         if ready_fd is not None:
             os.write(ready_fd, b"ready\n")
             os.close(ready_fd)
@@ -73,17 +76,6 @@ def _run_foreground(loaded: LoadedSettings, ready_fd: int | None) -> int:
         _pidfile.release(settings.pid_file)
         node_file(settings).unlink(missing_ok=True)
         reset_logging()
-
-
-class NodeFile(msgspec.Struct, frozen=True):
-    """`<data dir>/node.json` while a node runs: how local tools reach its API."""
-
-    pid: int
-    api: str  # http://host:port
-
-
-def node_file(settings: Settings) -> Path:
-    return settings.data_path / "node.json"
 
 
 def _write_node_file(settings: Settings) -> None:

@@ -25,26 +25,24 @@ from golem_actor.status_render import render_json, render_tty
 from supervisors import verifier_settings
 from supervisors.backend import choose_backend, probe_backend
 
-from . import _pidfile
+from ._node_api import NodeUnreachable, locate_node
 from ._pricing import current_prices
-from ._start import NodeFile, node_file
 
 
 async def _from_node(settings: Settings) -> StatusReport | None:
-    if _pidfile.running_pid(settings.pid_file) is None:
-        return None
-    token_file = settings.data_path / "operator.token"
     try:
-        node = msgspec.json.decode(node_file(settings).read_bytes(), type=NodeFile)
-        token = token_file.read_text().strip()
+        node = locate_node(settings)
+    except NodeUnreachable as error:
+        if not error.running:
+            return None
+        print(f"golem-provider: {error}; checking here", file=sys.stderr)
+        return None
+    try:
         async with httpx.AsyncClient(timeout=10) as client:
-            reply = await client.get(
-                f"{node.api}/api/v1/admin/status",
-                headers={"Authorization": f"Bearer {token}"},
-            )
+            reply = await client.get(node.url("/admin/status"), headers=node.headers())
         reply.raise_for_status()
         return msgspec.json.decode(reply.content, type=StatusReport)
-    except (OSError, httpx.HTTPError, msgspec.DecodeError) as error:
+    except (httpx.HTTPError, msgspec.DecodeError) as error:
         print(
             f"golem-provider: the running node did not answer ({error}); checking here",
             file=sys.stderr,

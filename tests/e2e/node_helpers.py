@@ -123,19 +123,6 @@ class NodeProcess:
         result = await self.cli("stop")
         assert result.returncode == 0, result.stderr.decode()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[NodeProcess]:
-        """Started for the block; afterwards stopped if still running, and its guests
-        (QEMUs and pastas) killed, so a failed test never leaves a VM behind."""
-        await self.start()
-        try:
-            yield self
-        finally:
-            if (self.data / "provider.pid").exists():
-                await self.stop()
-            for process in self.guest_processes():
-                process.kill()
-
     def qemus(self) -> list[psutil.Process]:
         """Live QEMU processes of VMs under this node's data dir: they run in their VM
         directory (older ones carried it in their command line)."""
@@ -168,6 +155,27 @@ class NodeProcess:
     def log_events(self) -> list[str]:
         lines = (self.data / "logs" / "provider.log").read_text().splitlines()
         return [json.loads(line)["event"] for line in lines]
+
+
+@contextlib.asynccontextmanager
+async def running(process: NodeProcess) -> AsyncIterator[NodeProcess]:
+    """`process` started; afterwards stopped, and every guest it left killed (a failed test
+    must not leave guests behind)."""
+    await process.start()
+    try:
+        yield process
+    finally:
+        if (process.data / "provider.pid").exists():
+            await process.stop()
+        for guest in process.guest_processes():
+            guest.kill()
+
+
+def guest_node(tmp_path: Path, guest_cache: Path, ports: int = 4) -> NodeProcess:
+    """A node in `tmp_path/node` on free loopback ports, using the shared test guest."""
+    return NodeProcess(
+        data=tmp_path / "node", port=free_port(), ports=free_block(ports), guest_cache=guest_cache
+    )
 
 
 async def wait_status(

@@ -1,9 +1,10 @@
-"""The node as a real process: `start --daemon`, readiness, `stop`, and its JSON logs."""
+"""The node as a real process: `start --daemon`, readiness (also systemd's), `stop`, its logs."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -190,3 +191,35 @@ async def test_foreground_node_stops_on_sigterm(tmp_path: Path) -> None:
         assert await process.wait() == 0
     events = [json.loads(line)["event"] for line in seen.decode().splitlines()]
     assert events[-1] == "node stopped"
+
+
+async def test_the_node_notifies_systemd_when_it_serves(tmp_path: Path) -> None:
+    path = tmp_path / "notify"
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    await listener.bind(str(path))
+    env = clean_env(NOTIFY_SOCKET=str(path))
+    port = free_port()
+    where = ["--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1", "--port", str(port)]
+    node = await trio.lowlevel.open_process(
+        [CLI, "start", *where, "--log-format", "json"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with trio.fail_after(60):
+            message = await listener.recv(4096)
+        fields = dict(line.split("=", 1) for line in message.decode().splitlines())
+        assert fields == {"READY": "1", "MAINPID": str(node.pid)}
+        async with httpx.AsyncClient() as client:  # ready means serving, already
+            health = await client.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5)
+        assert health.status_code == 200
+        node.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            assert await node.wait() == 0
+    finally:
+        listener.close()
+        if node.returncode is None:
+            node.kill()
+            await node.wait()

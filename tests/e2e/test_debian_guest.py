@@ -28,7 +28,7 @@ import httpx
 import psutil
 import pytest
 import trio
-from node_helpers import NodeProcess, free_block, free_port, ssh as node_ssh, wait_status
+from node_helpers import NodeProcess, free_block, free_port, running, ssh as node_ssh, wait_status
 
 from golem_actor.adapters.backend import BackendState, Endpoint, LaunchSpec
 from golem_actor.adapters.guest import GuestImage
@@ -262,7 +262,7 @@ async def node(tmp_path: Path, debian_image: DebianImage) -> AsyncIterator[NodeP
         guest_cache=debian_image.base.parent.parent,  # holds the test guest too
         extra_env=(("GOLEM_PROVIDER_LAUNCH_TIMEOUT_SECONDS", "300"),),  # TCG: systemd boot
     )
-    async with process.running():
+    async with running(process):
         yield process
 
 

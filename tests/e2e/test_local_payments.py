@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 import trio
-from node_helpers import NodeProcess, free_block, free_port, ssh, wait_status
+from node_helpers import NodeProcess, free_block, free_port, running, ssh, wait_status
 
 from actors.local_chain import LOCAL_STREAM_PAYMENT
 from golem_actor.adapters.chain.rpc import RpcClient
@@ -47,7 +47,7 @@ async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProc
             ("GOLEM_PROVIDER_STREAM_MIN_REMAINING_SECONDS", str(MIN_REMAINING)),
         ),
     )
-    async with process.running():
+    async with running(process):
         yield process
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from node_helpers import NodeProcess, free_block, free_port, ssh, wait_status
+from node_helpers import NodeProcess, guest_node, running, ssh, wait_status
 
 from golem_actor.adapters.guest import GuestImage
 
@@ -25,13 +25,7 @@ STORAGE_GIB = 10  # the node's smallest accepted VM
 
 @pytest.fixture
 async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProcess]:
-    process = NodeProcess(
-        data=tmp_path / "node",
-        port=free_port(),
-        ports=free_block(4),
-        guest_cache=test_guest.kernel.parent.parent,
-    )
-    async with process.running():
+    async with running(guest_node(tmp_path, test_guest.kernel.parent.parent)) as process:
         yield process
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from node_helpers import NodeProcess, free_block, free_port, ssh, wait_status
+from node_helpers import NodeProcess, guest_node, running, ssh, wait_status
 
 from golem_actor.adapters.guest import GuestImage
 
@@ -24,13 +24,7 @@ GIB_KB = 1024 * 1024
 
 @pytest.fixture
 async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProcess]:
-    process = NodeProcess(
-        data=tmp_path / "node",
-        port=free_port(),
-        ports=free_block(8),
-        guest_cache=test_guest.kernel.parent.parent,
-    )
-    async with process.running():
+    async with running(guest_node(tmp_path, test_guest.kernel.parent.parent, ports=8)) as process:
         yield process
 
 
