@@ -84,6 +84,7 @@ class RequestLimits:
             limits.write_per_minute, limits.write_burst, max_sources=limits.max_clients
         )
         self.creates = InFlight(limits.max_concurrent_creates)
+        self._limited: set[str] = set()  # clients refused since their last admitted request
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -96,6 +97,12 @@ class RequestLimits:
     async def _http(
         self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
+        head = len(scope["raw_path"]) + len(scope["query_string"])
+        head += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if head > self.limits.max_header_bytes:
+            detail = f"the request's headers exceed {self.limits.max_header_bytes} bytes"
+            await self._refuse(431, detail, None, receive, send)
+            return
         if self._is_operator(scope):
             await self.app(scope, receive, send)
             return
@@ -111,13 +118,25 @@ class RequestLimits:
                 "1",
             )
         if refusal is not None:
-            log.info("request refused", client=key, path=scope["path"], detail=refusal.detail)
-            await self._refuse(refusal, receive, send)
-        elif creating:
+            self._note_refusal(key, scope["path"], refusal.detail)
+            await self._refuse(429, refusal.detail, refusal.retry_after, receive, send)
+            return
+        self._limited.discard(key)
+        if creating:
             with self.creates.hold(key):
                 await self.app(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _note_refusal(self, key: str, path: str, detail: str) -> None:
+        """One log line when a client starts being refused, not one per refusal: a flood
+        must not turn into a flood of log lines."""
+        if key in self._limited:
+            return
+        if len(self._limited) >= self.limits.max_clients:
+            self._limited.clear()
+        self._limited.add(key)
+        log.warning("client limited", client=key, path=path, detail=detail)
 
     def _is_operator(self, scope: HTTPScope) -> bool:
         for name, value in scope["headers"]:
@@ -141,7 +160,12 @@ class RequestLimits:
         )
 
     async def _refuse(
-        self, refusal: _Refusal, receive: ASGIReceiveCallable, send: ASGISendCallable
+        self,
+        status: int,
+        detail: str,
+        retry_after: str | None,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
     ) -> None:
         # Take the (small) body first: an answer while it still arrives can make hypercorn
         # lose the next request on the connection. A slow body is given up on.
@@ -154,19 +178,16 @@ class RequestLimits:
                 received += len(event.get("body", b""))
                 if not event.get("more_body", False):
                     break
-        body = _encoder.encode(ErrorBody(detail=refusal.detail))
+        body = _encoder.encode(ErrorBody(detail=detail))
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"access-control-allow-origin", b"*"),
+        ]
+        if retry_after is not None:
+            headers.append((b"retry-after", retry_after.encode()))
         await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", refusal.retry_after.encode()),
-                    (b"access-control-allow-origin", b"*"),
-                ],
-                "trailers": False,
-            }
+            {"type": "http.response.start", "status": status, "headers": headers, "trailers": False}
         )
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
