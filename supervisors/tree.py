@@ -93,7 +93,7 @@ def api_limits(settings: Settings) -> ApiLimits:
         write_burst=settings.api_rate_write_burst,
         max_concurrent_creates=settings.api_max_concurrent_creates_per_client,
         keep_alive_timeout=settings.api_keep_alive_timeout_seconds,
-        read_timeout=settings.api_read_timeout_seconds,
+        body_timeout=settings.api_body_timeout_seconds,
         max_header_bytes=settings.api_max_header_bytes,
     )
 

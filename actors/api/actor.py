@@ -4,7 +4,7 @@ hypercorn's trio `serve` runs in the actor's own nursery, so a crash of the serv
 crash of the actor. A graceful stop is hypercorn's: `stop_requested` is its shutdown
 trigger, so the listener closes at once and requests in flight drain within
 `graceful_timeout`; `on_stop` waits for that drain to finish. The app is served behind
-`RequestLimits`, and hypercorn closes connections that idle or trickle (`ApiLimits`).
+`RequestLimits`, and connections that idle or trickle are closed (`ApiLimits`).
 """
 
 from __future__ import annotations
@@ -50,18 +50,17 @@ class ApiActor(Actor[Never]):
         config.graceful_timeout = self.graceful_timeout
         limits = self.context.limits
         # Headers must be complete, and a connection between requests must speak again,
-        # within the keep-alive timeout; a request that stalls for the read timeout is cut.
+        # within the keep-alive timeout. No `read_timeout`: it would also cut a client that
+        # waits silently for a long answer (a synchronous create); a slow body is bounded
+        # by `RequestLimits` instead.
         config.keep_alive_timeout = limits.keep_alive_timeout
-        config.read_timeout = limits.read_timeout
         config.h11_max_incomplete_size = limits.max_header_bytes
         config.h2_max_header_list_size = limits.max_header_bytes
         return config
 
     def _app(self) -> RequestLimits:
-        app = create_app(self.context)
-        app.config["BODY_TIMEOUT"] = self.context.limits.read_timeout  # a trickled body
         return RequestLimits(
-            app,
+            create_app(self.context),
             self.context.limits,
             operator_token=self.context.operator_token,
             create_path=f"{API_PREFIX}/vms",

@@ -7,12 +7,14 @@ at once. Past a limit the answer is 429 with `Retry-After` and a JSON `detail`, 
 app reads anything. The operator's token is exempt: the host's own operator is not
 throttled by their node. This is an ASGI wrapper around the app, so the routes know
 nothing of it; the buckets are the ones the port-check and discovery servers use
-(golem_actor.ratelimit). The connection-level bounds (idle, header and read timeouts,
-header size) are hypercorn's, set by the actor from the same `ApiLimits`.
+(golem_actor.ratelimit). The head size (hypercorn's own bound only covers a head still
+arriving) and the time a body may take are checked here too; the idle and header
+timeouts are hypercorn's, set by the actor from the same `ApiLimits`.
 """
 
 from __future__ import annotations
 
+import collections
 import hmac
 import ipaddress
 from dataclasses import dataclass
@@ -23,7 +25,9 @@ import trio
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
+    ASGIReceiveEvent,
     ASGISendCallable,
+    ASGISendEvent,
     HTTPScope,
     Scope,
 )
@@ -49,15 +53,16 @@ class ApiLimits:
     write_burst: int = 20
     max_concurrent_creates: int = 4  # synchronous creates one client has running at once
     keep_alive_timeout: float = 5.0  # an idle connection, or unfinished headers, is closed
-    read_timeout: int = 10  # seconds of silence while a request is arriving
+    body_timeout: float = 10.0  # a request body must have arrived within this
     max_header_bytes: int = 16 * 1024
     max_clients: int = 10_000  # buckets kept; the least recently seen are forgotten
 
 
 @dataclass(frozen=True)
 class _Refusal:
+    status: int
     detail: str
-    retry_after: str
+    retry_after: str | None = None
 
 
 class RequestLimits:
@@ -97,36 +102,58 @@ class RequestLimits:
     async def _http(
         self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
+        key = _client_key(scope)
+        operator = self._is_operator(scope)
+        creating = scope["method"].upper() == "POST"
+        creating = creating and scope["path"].rstrip("/") == self.create_path
+        refusal = self._refusal(scope, key, operator=operator, creating=creating)
+        # The whole (small) body is read before anyone answers: an answer while a body
+        # still arrives can make hypercorn lose the next request on the connection. A
+        # body that trickles is cut here, and an answer to an unfinished request closes
+        # its connection. (Not left to Quart's BODY_TIMEOUT: its 408 races the close.)
+        events, unread = await self._read_body(receive)
+        refusal = refusal or unread
+        if refusal is not None:
+            if refusal.status == 429:
+                self._note_refusal(key, scope["path"], refusal.detail)
+            await self._answer(refusal, send)
+            return
+        self._limited.discard(key)
+        replay = _Replay(events, receive)
+        if creating and not operator:
+            with self.creates.hold(key):
+                await self.app(scope, replay, send)
+        else:
+            await self.app(scope, replay, send)
+
+    def _refusal(
+        self, scope: HTTPScope, key: str, *, operator: bool, creating: bool
+    ) -> _Refusal | None:
         head = len(scope["raw_path"]) + len(scope["query_string"])
         head += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if head > self.limits.max_header_bytes:
             detail = f"the request's headers exceed {self.limits.max_header_bytes} bytes"
-            await self._refuse(431, detail, None, receive, send)
-            return
-        if self._is_operator(scope):
-            await self.app(scope, receive, send)
-            return
-        key = _client_key(scope)
+            return _Refusal(431, detail)
+        if operator:
+            return None
         reading = scope["method"].upper() in READING_METHODS
-        refusal = self._admit(key, reading)
-        creating = not reading and scope["method"].upper() == "POST"
-        creating = creating and scope["path"].rstrip("/") == self.create_path
-        if refusal is None and creating and self.creates.full(key):
-            refusal = _Refusal(
+        bucket = self.reads if reading else self.writes
+        wait = bucket.acquire(key, trio.current_time())
+        if wait is not None:
+            kind = "reading" if reading else "changing"
+            return _Refusal(
+                429,
+                f"too many requests {kind} the node from {key}; retry in {wait:.1f} s",
+                RateLimiter.retry_after_header(wait),
+            )
+        if creating and self.creates.full(key):
+            return _Refusal(
+                429,
                 f"{self.limits.max_concurrent_creates} creates from {key} are still running;"
                 " retry once one of them has answered",
                 "1",
             )
-        if refusal is not None:
-            self._note_refusal(key, scope["path"], refusal.detail)
-            await self._refuse(429, refusal.detail, refusal.retry_after, receive, send)
-            return
-        self._limited.discard(key)
-        if creating:
-            with self.creates.hold(key):
-                await self.app(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        return None
 
     def _note_refusal(self, key: str, path: str, detail: str) -> None:
         """One log line when a client starts being refused, not one per refusal: a flood
@@ -148,48 +175,54 @@ class RequestLimits:
                 )
         return False
 
-    def _admit(self, key: str, reading: bool) -> _Refusal | None:
-        bucket = self.reads if reading else self.writes
-        wait = bucket.acquire(key, trio.current_time())
-        if wait is None:
-            return None
-        kind = "reading" if reading else "changing"
-        return _Refusal(
-            f"too many requests {kind} the node from {key}; retry in {wait:.1f} s",
-            RateLimiter.retry_after_header(wait),
-        )
-
-    async def _refuse(
-        self,
-        status: int,
-        detail: str,
-        retry_after: str | None,
-        receive: ASGIReceiveCallable,
-        send: ASGISendCallable,
-    ) -> None:
-        # Take the (small) body first: an answer while it still arrives can make hypercorn
-        # lose the next request on the connection. A slow body is given up on.
-        with trio.move_on_after(self.limits.read_timeout):
-            received = 0
-            while received <= self.max_body:
+    async def _read_body(
+        self, receive: ASGIReceiveCallable
+    ) -> tuple[list[ASGIReceiveEvent], _Refusal | None]:
+        """The request's events up to its last body chunk (or a disconnect), or why not."""
+        events: list[ASGIReceiveEvent] = []
+        size = 0
+        with trio.move_on_after(self.limits.body_timeout):
+            while True:
                 event = await receive()
-                if event["type"] != "http.request":
-                    break
-                received += len(event.get("body", b""))
-                if not event.get("more_body", False):
-                    break
-        body = _encoder.encode(ErrorBody(detail=detail))
+                events.append(event)
+                if event["type"] != "http.request" or not event.get("more_body", False):
+                    return events, None
+                size += len(event.get("body", b""))
+                if size > self.max_body:
+                    return events, _Refusal(413, f"the body exceeds {self.max_body} bytes")
+        seconds = f"{self.limits.body_timeout:g}"
+        return events, _Refusal(408, f"the request body did not arrive within {seconds} s")
+
+    async def _answer(self, refusal: _Refusal, send: ASGISendCallable) -> None:
+        body = _encoder.encode(ErrorBody(detail=refusal.detail))
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"access-control-allow-origin", b"*"),
         ]
-        if retry_after is not None:
-            headers.append((b"retry-after", retry_after.encode()))
-        await send(
-            {"type": "http.response.start", "status": status, "headers": headers, "trailers": False}
-        )
+        if refusal.retry_after is not None:
+            headers.append((b"retry-after", refusal.retry_after.encode()))
+        start: ASGISendEvent = {
+            "type": "http.response.start",
+            "status": refusal.status,
+            "headers": headers,
+            "trailers": False,
+        }
+        await send(start)
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _Replay:
+    """The ASGI `receive` the app gets: the events already read, then the live ones."""
+
+    def __init__(self, events: list[ASGIReceiveEvent], receive: ASGIReceiveCallable) -> None:
+        self._events = collections.deque(events)
+        self._receive = receive
+
+    async def __call__(self) -> ASGIReceiveEvent:
+        if self._events:
+            return self._events.popleft()
+        return await self._receive()
 
 
 def _client_key(scope: HTTPScope) -> str:

@@ -116,7 +116,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_rate_write_burst: PositiveInt = 20
     api_max_concurrent_creates_per_client: PositiveInt = 4
     api_keep_alive_timeout_seconds: PositiveFloat = 5.0
-    api_read_timeout_seconds: PositiveInt = 10
+    api_body_timeout_seconds: PositiveFloat = 10.0
     api_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 16384
 
     # Identity on the market.

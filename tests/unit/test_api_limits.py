@@ -158,7 +158,7 @@ async def test_slow_clients_do_not_stop_others_and_are_cut_at_the_timeouts(
     timeout = 2
     limits: dict[str, Any] = {
         "api_keep_alive_timeout_seconds": float(timeout),
-        "api_read_timeout_seconds": timeout,
+        "api_body_timeout_seconds": float(timeout),
     }
     async with running_api(tmp_path, **limits) as api:
         address = urlsplit(api.url)
@@ -209,6 +209,26 @@ async def test_slow_clients_do_not_stop_others_and_are_cut_at_the_timeouts(
         finally:
             for stream in slow:
                 await stream.aclose()
+
+
+async def test_a_client_waiting_quietly_for_a_long_create_is_not_cut(tmp_path: Path) -> None:
+    limits: dict[str, Any] = {
+        "api_keep_alive_timeout_seconds": 0.5,
+        "api_body_timeout_seconds": 0.5,
+    }
+    async with running_api(tmp_path, **limits) as api, client_from("127.0.0.1") as client:
+        api.node.backend.hold = trio.Event()
+
+        async def release_later() -> None:
+            await trio.sleep(1.5)  # three times either timeout
+            assert api.node.backend.hold is not None
+            api.node.backend.hold.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(release_later)
+            created = await client.post(f"{api.url}/vms", json=body())
+        assert created.status_code == 200, created.text
+        assert created.json()["status"] == "running"
 
 
 async def test_request_heads_past_the_header_limit_are_refused(tmp_path: Path) -> None:
