@@ -47,10 +47,10 @@ _encoder = msgspec.json.Encoder()
 class ApiLimits:
     """The API's bounds; the defaults are those of config/defaults.toml."""
 
-    read_per_minute: float = 600.0
-    read_burst: int = 100
-    write_per_minute: float = 60.0
-    write_burst: int = 20
+    read_per_minute: float = 1200.0
+    read_burst: int = 200
+    write_per_minute: float = 120.0
+    write_burst: int = 60
     max_concurrent_creates: int = 4  # synchronous creates one client has running at once
     keep_alive_timeout: float = 5.0  # an idle connection, or unfinished headers, is closed
     body_timeout: float = 10.0  # a request body must have arrived within this
