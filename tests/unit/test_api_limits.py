@@ -152,6 +152,23 @@ async def test_concurrent_creates_are_bounded_per_client(tmp_path: Path) -> None
         assert again.status_code == 200, again.text
 
 
+HALF_HEAD = b"GET /api/v1/health HTTP/1.1\r\nHost: node\r\nX-A: "  # headers unfinished
+HALF_BODY = (  # whole headers, a tenth of the body
+    b"POST /api/v1/vms HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 1000\r\n\r\n{" + b" " * 99
+)
+
+
+async def drip(stream: trio.SocketStream) -> None:
+    """One more byte every 0.2 s until the server closes the connection."""
+    try:
+        while True:
+            await trio.sleep(0.2)
+            await stream.send_all(b" ")
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
 async def test_slow_clients_do_not_stop_others_and_are_cut_at_the_timeouts(
     tmp_path: Path,
 ) -> None:
@@ -166,19 +183,14 @@ async def test_slow_clients_do_not_stop_others_and_are_cut_at_the_timeouts(
         assert host is not None
         assert port is not None
         slow: list[trio.SocketStream] = []
+        drippers: list[trio.SocketStream] = []
         try:
             for index in range(500):
                 stream = await trio.open_tcp_stream(host, port, local_address="127.0.0.3")
                 slow.append(stream)
-                if index % 5:  # the request line and part of the headers
-                    await stream.send_all(b"GET /api/v1/health HTTP/1.1\r\nHost: node\r\nX-A: ")
-                else:  # whole headers, a tenth of the body
-                    await stream.send_all(
-                        b"POST /api/v1/vms HTTP/1.1\r\nHost: node\r\n"
-                        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-                        + b" "
-                        * 99
-                    )
+                await stream.send_all(HALF_BODY if index % 5 in (0, 1) else HALF_HEAD)
+                if index % 5 in (1, 2):  # then a byte every 0.2 s: never silent, never done
+                    drippers.append(stream)
             sent = trio.current_time()
             closed_at: list[float] = []
             all_closed = trio.Event()
@@ -196,6 +208,8 @@ async def test_slow_clients_do_not_stop_others_and_are_cut_at_the_timeouts(
             async with trio.open_nursery() as nursery:
                 for stream in slow:
                     nursery.start_soon(until_closed, stream)
+                for stream in drippers:
+                    nursery.start_soon(drip, stream)
                 async with client_from("127.0.0.1") as client:
                     health = await client.get(f"{api.url}/health")
                     listed = await client.get(f"{api.url}/vms")
