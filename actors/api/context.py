@@ -37,6 +37,5 @@ class ApiContext:
     stop_timeout: float = 120.0
     stop: StopHandle  # asks the whole node to stop gracefully (the shutdown route)
     vpn_router: Address[VpnMsg]  # the Net API's networks (net_api.py)
-    limits: ApiLimits = field(
-        default_factory=ApiLimits
-    )  # per-client rates and connection bounds (limits.py)
+    # Per-client rates and connection bounds (limits.py).
+    limits: ApiLimits = field(default_factory=ApiLimits)
