@@ -245,11 +245,16 @@ async def test_a_client_waiting_quietly_for_a_long_create_is_not_cut(tmp_path: P
         assert created.json()["status"] == "running"
 
 
-async def test_request_heads_past_the_header_limit_are_refused(tmp_path: Path) -> None:
+async def test_request_heads_past_the_header_limit_are_refused_and_429_is_documented(
+    tmp_path: Path,
+) -> None:
     async with (
         running_api(tmp_path, api_max_header_bytes=8192) as api,
         client_from("127.0.0.1") as client,
     ):
+        document = (await client.get(f"{api.url}/openapi.json")).json()
+        operations = [op for path in document["paths"].values() for op in path.values()]
+        assert all("429" in op["responses"] for op in operations)
         fits = await client.get(f"{api.url}/health", headers={"X-Pad": "a" * 6000})
         assert fits.status_code == 200
         too_big = await client.get(f"{api.url}/health", headers={"X-Pad": "a" * 10_000})
