@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from actors.advertiser import Advertiser, AdvertiserMsg
-from actors.api import ApiActor, ApiContext, ProviderInfo
+from actors.api import ApiActor, ApiContext, ApiLimits, ProviderInfo
 from actors.local_chain import LocalChain
 from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
 from actors.pricing import Pricing, PricingMsg
@@ -87,6 +87,19 @@ def verifier_settings(settings: Settings) -> VerifierConfig:
         public_ip=None if settings.public_ip == "auto" else settings.public_ip,
         skip=settings.skip_port_verification,
         public_ip_services=tuple(settings.public_ip_services),
+    )
+
+
+def api_limits(settings: Settings) -> ApiLimits:
+    return ApiLimits(
+        read_per_minute=settings.api_rate_read_per_minute,
+        read_burst=settings.api_rate_read_burst,
+        write_per_minute=settings.api_rate_write_per_minute,
+        write_burst=settings.api_rate_write_burst,
+        max_concurrent_creates=settings.api_max_concurrent_creates_per_client,
+        keep_alive_timeout=settings.api_keep_alive_timeout_seconds,
+        body_timeout=settings.api_body_timeout_seconds,
+        max_header_bytes=settings.api_max_header_bytes,
     )
 
 
@@ -189,6 +202,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             create_timeout=settings.launch_timeout_seconds + 30.0,
             stop=stop,
             vpn_router=tree.address_of(vpn_spec),
+            limits=api_limits(settings),
         )
         return ApiActor(context, host=settings.host, port=settings.port)
 

@@ -2,6 +2,7 @@
 
 from .actor import ApiActor
 from .context import ApiContext
+from .limits import ApiLimits
 from .schemas import ProviderInfo
 
-__all__ = ["ApiActor", "ApiContext", "ProviderInfo"]
+__all__ = ["ApiActor", "ApiContext", "ApiLimits", "ProviderInfo"]

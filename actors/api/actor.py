@@ -3,7 +3,8 @@
 hypercorn's trio `serve` runs in the actor's own nursery, so a crash of the server is a
 crash of the actor. A graceful stop is hypercorn's: `stop_requested` is its shutdown
 trigger, so the listener closes at once and requests in flight drain within
-`graceful_timeout`; `on_stop` waits for that drain to finish.
+`graceful_timeout`; `on_stop` waits for that drain to finish. The app is served behind
+`RequestLimits`, and connections that idle or trickle are closed (`ApiLimits`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import structlog
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from quart_trio import QuartTrio
 
 from actors.port_verifier import Recheck
 from golem_actor.kernel import Actor
 
-from .app import create_app
+from .app import API_PREFIX, MAX_BODY, create_app
 from .context import ApiContext
+from .limits import RequestLimits
 
 log = structlog.get_logger("golem_actor.api")
 
@@ -47,10 +48,27 @@ class ApiActor(Actor[Never]):
         config.accesslog = None
         config.errorlog = None  # failures are logged by the app as structured lines
         config.graceful_timeout = self.graceful_timeout
+        limits = self.context.limits
+        # Headers must be complete, and a connection between requests must speak again,
+        # within the keep-alive timeout. No `read_timeout`: it would also cut a client that
+        # waits silently for a long answer (a synchronous create); a slow body is bounded
+        # by `RequestLimits` instead.
+        config.keep_alive_timeout = limits.keep_alive_timeout
+        config.h11_max_incomplete_size = limits.max_header_bytes
+        config.h2_max_header_list_size = limits.max_header_bytes
         return config
 
+    def _app(self) -> RequestLimits:
+        return RequestLimits(
+            create_app(self.context),
+            self.context.limits,
+            operator_token=self.context.operator_token,
+            create_path=f"{API_PREFIX}/vms",
+            max_body=MAX_BODY,
+        )
+
     async def on_start(self) -> None:
-        app = create_app(self.context)
+        app = self._app()
         self.bound = await self.nursery.start(partial(self._listen, app, self._hypercorn_config()))
         log.info("api listening", binds=self.bound)
         if self.context.port_verifier is not None:
@@ -58,11 +76,15 @@ class ApiActor(Actor[Never]):
             await self.context.port_verifier.cast(Recheck())
 
     async def _listen(
-        self, app: QuartTrio, config: Config, *, task_status: trio.TaskStatus[list[str]]
+        self, app: RequestLimits, config: Config, *, task_status: trio.TaskStatus[list[str]]
     ) -> None:
         try:
             await serve(
-                app, config, shutdown_trigger=self.stop_requested.wait, task_status=task_status
+                app,
+                config,
+                shutdown_trigger=self.stop_requested.wait,
+                task_status=task_status,
+                mode="asgi",
             )
         finally:
             self._served.set()

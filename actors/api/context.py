@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from actors.port_verifier import PortVerifierMsg
 from actors.pricing import GetPrices
@@ -13,6 +13,7 @@ from golem_actor.images import ImageCatalog
 from golem_actor.kernel import Address
 from golem_actor.runtime import StopHandle
 
+from .limits import ApiLimits
 from .payments import PaymentGate
 from .schemas import ProviderInfo
 
@@ -36,3 +37,5 @@ class ApiContext:
     stop_timeout: float = 120.0
     stop: StopHandle  # asks the whole node to stop gracefully (the shutdown route)
     vpn_router: Address[VpnMsg]  # the Net API's networks (net_api.py)
+    # Per-client rates and connection bounds (limits.py).
+    limits: ApiLimits = field(default_factory=ApiLimits)

@@ -26,6 +26,7 @@ ERROR_STATUSES = {
     404: "not found",
     409: "conflict with the VM's state or another VM",
     422: "invalid request",
+    429: "too many requests from this client (see Retry-After)",
     503: "temporarily unable (capacity, ports, or the node is busy)",
 }
 

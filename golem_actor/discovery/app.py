@@ -44,7 +44,7 @@ from werkzeug.exceptions import HTTPException
 
 from golem_actor.portcheck.addressing import CallerError, caller_address, source_key
 from golem_actor.portcheck.app import install_request_log, json_response
-from golem_actor.portcheck.ratelimit import RateLimiter
+from golem_actor.ratelimit import RateLimiter
 
 from . import signing
 from .config import DiscoveryConfig

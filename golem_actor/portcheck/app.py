@@ -24,11 +24,11 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from golem_actor import __version__
+from golem_actor.ratelimit import InFlight, RateLimiter
 
 from .addressing import CallerError, IpAddress, caller_address, source_key, target
 from .config import ServerConfig
 from .probe import ProbeFn, probe_ports, tcp_probe
-from .ratelimit import RateLimiter
 from .schemas import (
     CheckPortsBody,
     CheckPortsReply,
@@ -75,7 +75,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = config.max_body
     limiter = trio.CapacityLimiter(config.concurrency)
     rates = RateLimiter(config.per_ip_rate, config.burst, max_sources=config.max_sources)
-    inflight: dict[str, int] = {}
+    running = InFlight(config.max_inflight_per_source)
 
     def admit() -> tuple[IpAddress, str]:
         caller = caller_address(
@@ -90,7 +90,7 @@ def create_app(
                 f"too many requests from {caller}; retry in {wait:.1f} s",
                 {"Retry-After": RateLimiter.retry_after_header(wait)},
             )
-        if inflight.get(key, 0) >= config.max_inflight_per_source:
+        if running.full(key):
             raise Refused(
                 429,
                 f"{config.max_inflight_per_source} checks from {caller} are still running",
@@ -101,8 +101,7 @@ def create_app(
     @app.post("/check-ports")
     async def check_ports() -> Response:
         caller, key = admit()
-        inflight[key] = inflight.get(key, 0) + 1
-        try:
+        with running.hold(key):
             body = _decoder.decode(await request.get_data())
             host = str(target(caller, body.provider_ip))
             ports = list(dict.fromkeys(body.ports))
@@ -119,10 +118,6 @@ def create_app(
                 deadline=config.request_timeout,
                 probe=probe,
             )
-        finally:
-            inflight[key] -= 1
-            if not inflight[key]:
-                del inflight[key]
         reachable = sum(1 for r in results.values() if r.accessible)
         g.reachable, g.unreachable = reachable, len(results) - reachable
         reply = CheckPortsReply(

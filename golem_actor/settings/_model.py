@@ -109,6 +109,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     stop_vms_on_exit: bool = False
     shutdown_timeout_seconds: PositiveFloat = 15.0
 
+    # Bounds on the HTTP API, per client (source address; the operator token is exempt).
+    api_rate_read_per_minute: PositiveFloat = 1200.0
+    api_rate_read_burst: PositiveInt = 200
+    api_rate_write_per_minute: PositiveFloat = 120.0
+    api_rate_write_burst: PositiveInt = 60
+    api_max_concurrent_creates_per_client: PositiveInt = 4
+    api_keep_alive_timeout_seconds: PositiveFloat = 5.0
+    api_body_timeout_seconds: PositiveFloat = 10.0
+    api_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 16384
+
     # Identity on the market.
     provider_name: NonEmptyStr = "golem-provider"
     provider_country: CountryCode = "SE"

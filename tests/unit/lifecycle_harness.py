@@ -223,9 +223,11 @@ async def running_api(
     payments: Payments | None = None,
     wallet: Wallet | None = None,
     price_source: RateSource | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[ApiNode]:
     """The node's tree with its API; `wallet` (with `payments`) turns withdrawals on;
-    `price_source` gives the pricing actor its rates (none: no price but the wei one)."""
+    `price_source` gives the pricing actor its rates (none: no price but the wei one);
+    `overrides` are settings (see `node_settings`)."""
     async with trio.open_nursery() as nursery:
         backend = MemoryBackend(ssh=await _serve_fake_sshd(nursery))
         store = StateStore(data)
@@ -236,6 +238,7 @@ async def running_api(
             max_vms=max_vms,
             stream_min_remaining_seconds=0 if payments is None else payments.gate.min_remaining,
             stream_withdraw_enabled=wallet is not None,
+            **overrides,
         )
         parts = node_parts(
             settings,

@@ -1,17 +1,22 @@
-"""Per-source token buckets: how often one caller may ask for checks.
+"""Per-source limits shared by every HTTP server of the project: token buckets and
+counts of requests in flight.
 
-Why: a port check costs the server outgoing connections, so one source gets `burst`
-requests at once and then `rate_per_minute` on average; past that the answer is 429 with
-the seconds to wait. Time is passed in (`now`), so the server can use trio's clock and
-tests a manual one. Memory is bounded: full buckets carry no information and are dropped
-first, and past `max_sources` the least recently seen source is forgotten.
+Why: the node's API, the port-check server and the discovery server all refuse a source
+that asks too much, the same way. A bucket gives one source `burst` requests at once and
+then `rate_per_minute` on average; past that the answer is 429 with the seconds to wait.
+`InFlight` bounds how much slow work one source has running at once. Time is passed in
+(`now`), so a server can use trio's clock and tests a manual one. Memory is bounded: full
+buckets carry no information and are dropped first, and past `max_sources` the least
+recently seen source is forgotten.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["RateLimiter"]
+__all__ = ["InFlight", "RateLimiter"]
 
 
 class _Bucket:
@@ -67,3 +72,33 @@ class RateLimiter:
     def retry_after_header(wait: float) -> str:
         """A whole number of seconds, never 0 (HTTP's Retry-After is integral)."""
         return str(max(1, math.ceil(wait)))
+
+
+class InFlight:
+    """How many requests each source has running; `full` once it has `limit` of them.
+
+    Only sources with work running are kept, so memory follows the work, not the callers.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the limit must be positive")
+        self.limit = limit
+        self._running: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def full(self, key: str) -> bool:
+        return self._running.get(key, 0) >= self.limit
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """Count one request of `key` as running for the `with` block."""
+        self._running[key] = self._running.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._running[key] -= 1
+            if not self._running[key]:
+                del self._running[key]
