@@ -203,6 +203,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             stop=stop,
             vpn_router=tree.address_of(vpn_spec),
             limits=api_limits(settings),
+            statistics=tree.statistics,
         )
         return ApiActor(context, host=settings.host, port=settings.port)
 

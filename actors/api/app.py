@@ -43,6 +43,7 @@ from golem_actor.keys import generate_ssh_keypair
 
 from .context import ApiContext
 from .errors import ApiError, translate
+from .metrics import CONTENT_TYPE, CreateFailed, Outcomes, Snapshot, failure_reason, render
 from .net_api import register_net_api
 from .openapi import Router, openapi_document
 from .payments import PaymentGate, StreamStatus
@@ -155,11 +156,12 @@ async def power(context: ApiContext, request: StopVm | StartVm, goal: VmStatus) 
     return json_response(vm_info(view), 200 if view.status is goal else 202)
 
 
-def build_router(context: ApiContext) -> Router:
+def build_router(context: ApiContext, outcomes: Outcomes) -> Router:
+    """The routes; `outcomes` counts the creates and deletes they answer (for /metrics)."""
     router = Router(API_PREFIX)
     _node_routes(router, context)
-    _create_route(router, context)
-    _vm_routes(router, context)
+    _create_route(router, context, outcomes)
+    _vm_routes(router, context, outcomes)
     _stream_routes(router, context)
     _admin_routes(router, context)
     return router
@@ -177,7 +179,7 @@ def _node_routes(router: Router, context: ApiContext) -> None:
         return json_response(context.provider)
 
 
-def _create_route(router: Router, context: ApiContext) -> None:
+def _create_route(router: Router, context: ApiContext, outcomes: Outcomes) -> None:
     route = router.route
 
     @route(
@@ -189,7 +191,15 @@ def _create_route(router: Router, context: ApiContext) -> None:
         query={"async": "answer 202 with a job at once instead of waiting for SSH"},
     )
     async def create_vm() -> Response:
-        caller = caller_of(context)
+        try:
+            answer = await create(caller_of(context))
+        except Exception as exc:
+            outcomes.create_failed(failure_reason(exc))
+            raise
+        outcomes.creates["running" if answer.status_code == 200 else "accepted"] += 1
+        return answer
+
+    async def create(caller: Caller) -> Response:
         asynchronous = flag("async")
         raw = await request.get_data()
         if not raw:
@@ -243,14 +253,18 @@ def _create_route(router: Router, context: ApiContext) -> None:
             context.create_timeout,
         )
         if settled is None:
-            raise ApiError(404, f"VM {view.vm_id} was deleted while it was being created")
+            raise CreateFailed(
+                404, f"VM {view.vm_id} was deleted while it was being created", reason="deleted"
+            )
         if settled.status is VmStatus.ERROR:
-            raise ApiError(500, f"VM {view.vm_id} could not be created: {settled.error}")
+            raise CreateFailed(
+                500, f"VM {view.vm_id} could not be created: {settled.error}", reason="vm_error"
+            )
         status = 200 if settled.status is VmStatus.RUNNING else 202
         return json_response(vm_info(settled, private_key=private_key), status)
 
 
-def _vm_routes(router: Router, context: ApiContext) -> None:
+def _vm_routes(router: Router, context: ApiContext, outcomes: Outcomes) -> None:
     route = router.route
 
     @route(
@@ -334,9 +348,12 @@ def _vm_routes(router: Router, context: ApiContext) -> None:
         await context.lifecycle.call(DeleteVm(caller, vm_id))
         view = await wait_for(context, caller, vm_id, {VmStatus.ERROR}, context.stop_timeout)
         if view is None:
+            outcomes.deletes["deleted"] += 1
             return json_response(Deleted(vm_id=vm_id, status="deleted"))
         if view.status is VmStatus.ERROR:
+            outcomes.deletes["failed"] += 1
             raise ApiError(500, f"VM {vm_id} could not be deleted: {view.error}")
+        outcomes.deletes["accepted"] += 1
         return json_response(Deleted(vm_id=vm_id, status=view.status.value), 202)
 
 
@@ -456,7 +473,8 @@ def require_operator(context: ApiContext) -> Caller:
 def create_app(context: ApiContext) -> QuartTrio:
     app = QuartTrio("golem_actor.api")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    router = build_router(context)
+    outcomes = Outcomes()  # this app's own: apps (tests) never share counts
+    router = build_router(context, outcomes)
     for route in router.routes:
         app.add_url_rule(route.path, route.handler.__name__, route.handler, methods=[route.method])
     document = _encoder.encode(
@@ -467,6 +485,17 @@ def create_app(context: ApiContext) -> QuartTrio:
         return Response(document, content_type="application/json")
 
     app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi", openapi, methods=["GET"])
+
+    async def metrics() -> Response:
+        caller = require_operator(context)
+        snapshot = Snapshot(
+            vms=await context.lifecycle.call(ListVms(caller)),
+            tree=None if context.statistics is None else context.statistics(),
+        )
+        return Response(render(snapshot, outcomes), content_type=CONTENT_TYPE)
+
+    # At the root, where Prometheus looks by default; operator only, like /admin.
+    app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])
     register_net_api(app, context)
 
     @app.before_request

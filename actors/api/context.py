@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from actors.port_verifier import PortVerifierMsg
@@ -10,7 +11,7 @@ from actors.resource_tracker import ResourceMsg
 from actors.vm_lifecycle import LifecycleMsg
 from actors.vpn_router import VpnMsg
 from golem_actor.images import ImageCatalog
-from golem_actor.kernel import Address
+from golem_actor.kernel import Address, SupervisorStatistics
 from golem_actor.runtime import StopHandle
 
 from .limits import ApiLimits
@@ -39,3 +40,6 @@ class ApiContext:
     vpn_router: Address[VpnMsg]  # the Net API's networks (net_api.py)
     # Per-client rates and connection bounds (limits.py).
     limits: ApiLimits = field(default_factory=ApiLimits)
+    # The root supervisor's statistics (restarts, inbox depths) for /metrics; None: an app
+    # running without the node's tree, whose /metrics then only has what the app sees.
+    statistics: Callable[[], SupervisorStatistics] | None = None

@@ -1,0 +1,133 @@
+"""`GET /metrics`: the node's state in the Prometheus text format, for the operator.
+
+Everything is read at scrape time: the VMs from vm_lifecycle, restarts and inbox depths
+from the root supervisor's statistics. The only numbers the app keeps are the create and
+delete outcomes it sees go by (`Outcomes`), one instance per app, so two apps (two tests)
+never share a count. Each scrape builds a fresh `CollectorRegistry` over the snapshot:
+no process-wide registry, nothing mutable shared between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from actors.vm_lifecycle import VmView
+from golem_actor.domain.vm_machine import VmStatus
+from golem_actor.kernel import SupervisorStatistics
+
+from .errors import ApiError, translate
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class Outcomes:
+    """What the app saw of creates and deletes since it started (counters only grow)."""
+
+    creates: Counter[str] = field(default_factory=Counter)  # by outcome
+    create_failures: Counter[str] = field(default_factory=Counter)  # by reason
+    deletes: Counter[str] = field(default_factory=Counter)  # by outcome
+
+    def create_failed(self, reason: str) -> None:
+        self.creates["failed"] += 1
+        self.create_failures[reason] += 1
+
+
+class CreateFailed(ApiError):
+    """A create that got as far as the VM and failed there; `reason` labels the metric."""
+
+    def __init__(self, status: int, detail: str, *, reason: str) -> None:
+        super().__init__(status, detail)
+        self.reason = reason
+
+
+def failure_reason(error: Exception) -> str:
+    """A short label for why a create failed, from a bounded set: the VM's own failure,
+    the domain error's class name (errors.py maps them), else the HTTP status answered."""
+    if isinstance(error, CreateFailed):
+        return error.reason
+    if isinstance(error, ApiError):
+        return f"http_{error.status}"
+    return "internal" if translate(error) is None else type(error).__name__
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    vms: list[VmView]
+    tree: SupervisorStatistics | None  # None: the app runs without the node's tree
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self._families)
+
+
+def _vm_families(vms: list[VmView]) -> Iterator[Metric]:
+    by_status = Counter(view.status for view in vms)
+    gauge = GaugeMetricFamily("golem_vms", "VMs on this node by status", labels=["status"])
+    for status in VmStatus:
+        gauge.add_metric([status.value], by_status[status])
+    yield gauge
+
+
+def _tree_families(stats: SupervisorStatistics) -> Iterator[Metric]:
+    restarts = CounterMetricFamily(
+        "golem_actor_restarts", "Restarts of each actor under the root supervisor", labels=["actor"]
+    )
+    up = GaugeMetricFamily("golem_actor_up", "1 when the actor is running", labels=["actor"])
+    depth = GaugeMetricFamily(
+        "golem_actor_inbox_depth", "Messages waiting in the actor's inbox", labels=["actor"]
+    )
+    peak = GaugeMetricFamily(
+        "golem_actor_inbox_peak", "The most messages its inbox ever held", labels=["actor"]
+    )
+    for child in stats.children:
+        restarts.add_metric([child.id], max(child.incarnations - 1, 0))
+        up.add_metric([child.id], 1 if child.running else 0)
+        depth.add_metric([child.id], child.inbox.current_buffer_used)
+        peak.add_metric([child.id], child.inbox.peak_buffer_used)
+    yield from (restarts, up, depth, peak)
+    yield GaugeMetricFamily(
+        "golem_supervisor_restarts_in_window",
+        "Restarts within the root's intensity period (the node exits past its maximum)",
+        value=stats.restarts_in_window,
+    )
+
+
+def _outcome_families(outcomes: Outcomes) -> Iterator[Metric]:
+    creates = CounterMetricFamily(
+        "golem_vm_creates", "VM creates the API answered, by outcome", labels=["outcome"]
+    )
+    for outcome in ("running", "accepted", "failed"):
+        creates.add_metric([outcome], outcomes.creates[outcome])
+    failures = CounterMetricFamily(
+        "golem_vm_create_failures", "Failed VM creates by reason", labels=["reason"]
+    )
+    for reason, count in sorted(outcomes.create_failures.items()):
+        failures.add_metric([reason], count)
+    deletes = CounterMetricFamily(
+        "golem_vm_deletes", "VM deletes the API answered, by outcome", labels=["outcome"]
+    )
+    for outcome in ("deleted", "accepted", "failed"):
+        deletes.add_metric([outcome], outcomes.deletes[outcome])
+    yield from (creates, failures, deletes)
+
+
+def render(snapshot: Snapshot, outcomes: Outcomes) -> bytes:
+    """The exposition text for one scrape."""
+    families = list(_vm_families(snapshot.vms))
+    if snapshot.tree is not None:
+        families.extend(_tree_families(snapshot.tree))
+    families.extend(_outcome_families(outcomes))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)

@@ -1,0 +1,105 @@
+"""`GET /metrics`: operator only, Prometheus text, numbers read from the live actors."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from pathlib import Path
+
+import httpx
+import pytest
+from lifecycle_harness import OPERATOR_TOKEN, running_api
+from prometheus_client.parser import text_string_to_metric_families
+
+from golem_actor.domain.vm_machine import VmStatus
+from golem_actor.kernel import Call, CallFailed
+
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+def make_key(payload: bytes = b"k" * 32) -> str:
+    kind = b"ssh-ed25519"
+    blob = struct.pack(">I", len(kind)) + kind + struct.pack(">I", len(payload)) + payload
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} me@laptop"
+
+
+KEY = make_key()
+
+
+class Crash(Call[None], frozen=True):
+    pass
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition, by name and sorted labels."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(
+    client: httpx.AsyncClient, root: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    reply = await client.get(f"{root}/metrics", headers=OPERATOR)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    return samples(reply.text)
+
+
+def vms(status: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return ("golem_vms", (("status", status),))
+
+
+def of_actor(name: str, actor: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (name, (("actor", actor),))
+
+
+async def test_metrics_need_the_operators_token(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as api, httpx.AsyncClient() as client:
+        root = api.url.removesuffix("/api/v1")
+        for headers in ({}, {"Authorization": "Bearer a-tenant-token"}):
+            refused = await client.get(f"{root}/metrics", headers=headers)
+            assert refused.status_code == 401
+            assert "golem_vms" not in refused.text
+
+
+async def test_metrics_follow_creates_and_restarts(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as api, httpx.AsyncClient(timeout=30) as client:
+        root = api.url.removesuffix("/api/v1")
+        before = await scrape(client, root)
+        assert before[vms("running")] == 0
+        assert before[of_actor("golem_actor_restarts_total", "vm_lifecycle")] == 0
+        assert before[of_actor("golem_actor_up", "vm_lifecycle")] == 1
+        assert before[of_actor("golem_actor_inbox_depth", "api")] == 0
+        assert before[("golem_vm_creates_total", (("outcome", "running"),))] == 0
+
+        body = {"name": "web", "resources": {"cpu": 1, "memory": 1, "storage": 10}, "ssh_key": KEY}
+        created = await client.post(f"{api.url}/vms", json=body)
+        assert created.status_code == 200, created.text
+        refused = await client.post(f"{api.url}/vms", json={**body, "name": "bad name!"})
+        assert refused.status_code == 422
+        after_create = await scrape(client, root)
+        assert after_create[vms("running")] == 1
+        assert after_create[("golem_vm_creates_total", (("outcome", "running"),))] == 1
+        assert after_create[("golem_vm_creates_total", (("outcome", "failed"),))] == 1
+        assert (
+            after_create[("golem_vm_create_failures_total", (("reason", "InvalidRequest"),))] == 1
+        )
+
+        untyped = api.node.tree.child_address("vm_lifecycle")  # mypy would refuse Crash()
+        with pytest.raises(CallFailed):
+            await untyped.call(Crash())  # an unknown call crashes the actor
+        await api.node.wait_status(created.json()["id"], VmStatus.RUNNING)
+        after_crash = await scrape(client, root)
+        assert after_crash[of_actor("golem_actor_restarts_total", "vm_lifecycle")] == 1
+        assert after_crash[of_actor("golem_actor_restarts_total", "api")] == 0
+        assert after_crash[("golem_supervisor_restarts_in_window", ())] == 1
+        assert after_crash[vms("running")] == 1  # the new incarnation adopted the VM
+
+        deleted = await client.delete(f"{api.url}/vms/{created.json()['id']}")
+        assert deleted.status_code == 200
+        after_delete = await scrape(client, root)
+        assert after_delete[vms("running")] == 0
+        assert after_delete[("golem_vm_deletes_total", (("outcome", "deleted"),))] == 1
