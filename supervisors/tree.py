@@ -29,6 +29,7 @@ from typing import Any
 
 from actors.advertiser import Advertiser, AdvertiserMsg
 from actors.api import ApiActor, ApiContext, ApiLimits, ProviderInfo
+from actors.api.metrics import Observed
 from actors.local_chain import LocalChain
 from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
 from actors.pricing import Pricing, PricingMsg
@@ -184,6 +185,8 @@ def node_tree(parts: NodeParts) -> NodeTree:
 
     def api() -> ApiActor:
         prices = tree.address_of(pricing_spec)
+        # Bound first: mypy would infer the spec's type from the narrower parameter.
+        advertiser = tree.address_of(advertiser_spec)
         gate = None if payments is None else replace(payments.gate, pricing=prices)
         context = ApiContext(
             version=parts.version,
@@ -203,7 +206,11 @@ def node_tree(parts: NodeParts) -> NodeTree:
             stop=stop,
             vpn_router=tree.address_of(vpn_spec),
             limits=api_limits(settings),
-            statistics=tree.statistics,
+            observed=Observed(
+                statistics=tree.statistics,
+                proxies=tree.address_of(proxies_spec),
+                advertiser=advertiser,
+            ),
         )
         return ApiActor(context, host=settings.host, port=settings.port)
 

@@ -43,7 +43,7 @@ from golem_actor.keys import generate_ssh_keypair
 
 from .context import ApiContext
 from .errors import ApiError, translate
-from .metrics import CONTENT_TYPE, CreateFailed, Outcomes, Snapshot, failure_reason, render
+from .metrics import CONTENT_TYPE, CreateFailed, Outcomes, failure_reason, observe, render
 from .net_api import register_net_api
 from .openapi import Router, openapi_document
 from .payments import PaymentGate, StreamStatus
@@ -488,10 +488,8 @@ def create_app(context: ApiContext) -> QuartTrio:
 
     async def metrics() -> Response:
         caller = require_operator(context)
-        snapshot = Snapshot(
-            vms=await context.lifecycle.call(ListVms(caller)),
-            tree=None if context.statistics is None else context.statistics(),
-        )
+        vms = await context.lifecycle.call(ListVms(caller))
+        snapshot = await observe(vms, context.observed)
         return Response(render(snapshot, outcomes), content_type=CONTENT_TYPE)
 
     # At the root, where Prometheus looks by default; operator only, like /admin.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from actors.port_verifier import PortVerifierMsg
@@ -11,10 +10,11 @@ from actors.resource_tracker import ResourceMsg
 from actors.vm_lifecycle import LifecycleMsg
 from actors.vpn_router import VpnMsg
 from golem_actor.images import ImageCatalog
-from golem_actor.kernel import Address, SupervisorStatistics
+from golem_actor.kernel import Address
 from golem_actor.runtime import StopHandle
 
 from .limits import ApiLimits
+from .metrics import Observed
 from .payments import PaymentGate
 from .schemas import ProviderInfo
 
@@ -40,6 +40,6 @@ class ApiContext:
     vpn_router: Address[VpnMsg]  # the Net API's networks (net_api.py)
     # Per-client rates and connection bounds (limits.py).
     limits: ApiLimits = field(default_factory=ApiLimits)
-    # The root supervisor's statistics (restarts, inbox depths) for /metrics; None: an app
-    # running without the node's tree, whose /metrics then only has what the app sees.
-    statistics: Callable[[], SupervisorStatistics] | None = None
+    # What /metrics reads beyond the VMs (the tree's statistics, the SSH proxies, the
+    # advert); None: an app running without the node's tree: VMs and outcomes only.
+    observed: Observed | None = None

@@ -1,25 +1,42 @@
 """`GET /metrics`: the node's state in the Prometheus text format, for the operator.
 
 Everything is read at scrape time: the VMs from vm_lifecycle, restarts and inbox depths
-from the root supervisor's statistics. The only numbers the app keeps are the create and
-delete outcomes it sees go by (`Outcomes`), one instance per app, so two apps (two tests)
-never share a count. Each scrape builds a fresh `CollectorRegistry` over the snapshot:
-no process-wide registry, nothing mutable shared between scrapes.
+from the root supervisor's statistics, each SSH proxy's counters through the ssh_proxies
+supervisor (asked concurrently: a scrape waits for the slowest proxy, not the sum), the advert
+from the advertiser. A proxy that goes away mid-scrape is left out, not an error. The only
+numbers the app keeps are the create and delete outcomes it sees go by (`Outcomes`), one
+instance per app, so two apps (two tests) never share a count. Each scrape builds a fresh
+`CollectorRegistry` over its snapshot: no process-wide registry, nothing shared.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import trio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from actors.advertiser import AdvertState, GetAdvertState
+from actors.ssh_proxy import GetProxyStats, ProxyMessage, ProxyStats
 from actors.vm_lifecycle import VmView
+from golem_actor.domain.advertising import AdvertPhase
 from golem_actor.domain.vm_machine import VmStatus
-from golem_actor.kernel import SupervisorStatistics
+from golem_actor.kernel import (
+    ActorError,
+    ActorGone,
+    Address,
+    CallFailed,
+    CallTimeout,
+    ChildAddress,
+    DynamicSupervisorMsg,
+    SupervisorStatistics,
+    WhichChildren,
+)
 
 from .errors import ApiError, translate
 
@@ -57,10 +74,53 @@ def failure_reason(error: Exception) -> str:
     return "internal" if translate(error) is None else type(error).__name__
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Observed:
+    """Where /metrics reads what the VMs' list does not say (the node's tree wires it)."""
+
+    statistics: Callable[[], SupervisorStatistics]  # the root supervisor's
+    proxies: Address[DynamicSupervisorMsg]  # the ssh_proxies supervisor
+    advertiser: Address[GetAdvertState]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Snapshot:
     vms: list[VmView]
-    tree: SupervisorStatistics | None  # None: the app runs without the node's tree
+    tree: SupervisorStatistics | None = None  # None: the app runs without the node's tree
+    proxies: list[ProxyStats] = field(default_factory=list)
+    advert: AdvertState | None = None
+
+
+_GONE = (ActorError, ActorGone, CallFailed, CallTimeout)  # a proxy or actor gone meanwhile
+
+
+async def observe(vms: list[VmView], observed: Observed | None) -> Snapshot:
+    """One scrape's snapshot: the actors are asked concurrently, none is waited on twice."""
+    if observed is None:
+        return Snapshot(vms=vms)
+    proxies: list[ProxyStats] = []
+    advert: list[AdvertState] = []
+
+    async def one_proxy(child_id: str) -> None:
+        with contextlib.suppress(*_GONE):
+            address = await observed.proxies.call(ChildAddress[ProxyMessage](child_id))
+            proxies.append(await address.call(GetProxyStats()))
+
+    async def the_advert() -> None:
+        with contextlib.suppress(*_GONE):
+            advert.append(await observed.advertiser.call(GetAdvertState()))
+
+    children = await observed.proxies.call(WhichChildren())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(the_advert)
+        for child_id in children:
+            nursery.start_soon(one_proxy, child_id)
+    return Snapshot(
+        vms=vms,
+        tree=observed.statistics(),
+        proxies=sorted(proxies, key=lambda p: p.vm_id),
+        advert=advert[0] if advert else None,
+    )
 
 
 class _Families(Collector):
@@ -103,6 +163,68 @@ def _tree_families(stats: SupervisorStatistics) -> Iterator[Metric]:
     )
 
 
+def _proxy_families(proxies: list[ProxyStats]) -> Iterator[Metric]:
+    active = GaugeMetricFamily(
+        "golem_ssh_connections_active", "Open SSH connections per VM", labels=["vm_id"]
+    )
+    accepted = CounterMetricFamily(
+        "golem_ssh_connections",
+        "SSH connections relayed per VM (since its proxy started)",
+        labels=["vm_id"],
+    )
+    refused = CounterMetricFamily(
+        "golem_ssh_connections_refused",
+        "SSH connections closed at once: over the per-VM maximum",
+        labels=["vm_id"],
+    )
+    failed = CounterMetricFamily(
+        "golem_ssh_upstream_failures",
+        "SSH connections whose VM could not be reached",
+        labels=["vm_id"],
+    )
+    moved = CounterMetricFamily(
+        "golem_ssh_bytes",
+        "Bytes relayed per VM; direction in is client to VM",
+        labels=["vm_id", "direction"],
+    )
+    for p in proxies:
+        active.add_metric([p.vm_id], p.active_connections)
+        accepted.add_metric([p.vm_id], p.total_connections)
+        refused.add_metric([p.vm_id], p.refused_connections)
+        failed.add_metric([p.vm_id], p.upstream_failures)
+        moved.add_metric([p.vm_id, "in"], p.bytes_in)
+        moved.add_metric([p.vm_id, "out"], p.bytes_out)
+    yield from (active, accepted, refused, failed, moved)
+
+
+ADVERT_PHASES: tuple[AdvertPhase, ...] = (
+    "disabled",
+    "pending",
+    "advertised",
+    "skipped",
+    "failed",
+    "withdrawn",
+)
+
+
+def _advert_families(advert: AdvertState) -> Iterator[Metric]:
+    phase = GaugeMetricFamily(
+        "golem_advert_phase", "1 for the advert's current phase", labels=["phase"]
+    )
+    for name in ADVERT_PHASES:
+        phase.add_metric([name], 1 if advert.phase == name else 0)
+    yield phase
+    yield CounterMetricFamily(
+        "golem_advert_posts", "Adverts the discovery server took", value=advert.posts
+    )
+    if advert.last_accepted_at is not None:
+        yield GaugeMetricFamily(
+            "golem_advert_last_accepted_timestamp_seconds",
+            "When the server last took the advert (Unix seconds)",
+            value=advert.last_accepted_at,
+        )
+
+
 def _outcome_families(outcomes: Outcomes) -> Iterator[Metric]:
     creates = CounterMetricFamily(
         "golem_vm_creates", "VM creates the API answered, by outcome", labels=["outcome"]
@@ -127,6 +249,9 @@ def render(snapshot: Snapshot, outcomes: Outcomes) -> bytes:
     families = list(_vm_families(snapshot.vms))
     if snapshot.tree is not None:
         families.extend(_tree_families(snapshot.tree))
+        families.extend(_proxy_families(snapshot.proxies))
+    if snapshot.advert is not None:
+        families.extend(_advert_families(snapshot.advert))
     families.extend(_outcome_families(outcomes))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from lifecycle_harness import OPERATOR_TOKEN, running_api
+import trio
+import trio.testing
+from lifecycle_harness import BANNER, OPERATOR_TOKEN, running_api
 from prometheus_client.parser import text_string_to_metric_families
 
 from golem_actor.domain.vm_machine import VmStatus
@@ -74,6 +76,10 @@ async def test_metrics_follow_creates_and_restarts(tmp_path: Path) -> None:
         assert before[of_actor("golem_actor_up", "vm_lifecycle")] == 1
         assert before[of_actor("golem_actor_inbox_depth", "api")] == 0
         assert before[("golem_vm_creates_total", (("outcome", "running"),))] == 0
+        # The harness's node does not advertise (no discovery server configured).
+        assert before[("golem_advert_phase", (("phase", "disabled"),))] == 1
+        assert before[("golem_advert_phase", (("phase", "advertised"),))] == 0
+        assert not any(name == "golem_ssh_connections_active" for name, _ in before)
 
         body = {"name": "web", "resources": {"cpu": 1, "memory": 1, "storage": 10}, "ssh_key": KEY}
         created = await client.post(f"{api.url}/vms", json=body)
@@ -97,6 +103,26 @@ async def test_metrics_follow_creates_and_restarts(tmp_path: Path) -> None:
         assert after_crash[of_actor("golem_actor_restarts_total", "api")] == 0
         assert after_crash[("golem_supervisor_restarts_in_window", ())] == 1
         assert after_crash[vms("running")] == 1  # the new incarnation adopted the VM
+
+        vm_id = created.json()["id"]
+        session = await trio.open_tcp_stream("127.0.0.1", created.json()["ssh_port"])
+        assert (await session.receive_some(100)).startswith(b"SSH-")
+        await session.send_all(b"0123456789")
+        assert await session.receive_some(100) == b"0123456789"  # the fake sshd echoes
+        await trio.testing.wait_all_tasks_blocked()  # the proxy has counted what it relayed
+        open_session = await scrape(client, root)
+        vm = (("vm_id", vm_id),)
+        moved_in, moved_out = (
+            ("golem_ssh_bytes_total", (("direction", way), *vm)) for way in ("in", "out")
+        )
+        assert open_session[("golem_ssh_connections_active", vm)] == 1
+        assert after_crash[("golem_ssh_connections_active", vm)] == 0
+        # Counted since the proxy started: the lifecycle's own SSH checks read banners too.
+        assert open_session[moved_in] - after_crash[moved_in] == 10
+        assert open_session[moved_out] - after_crash[moved_out] == len(BANNER) + 10
+        connections = ("golem_ssh_connections_total", vm)
+        assert open_session[connections] - after_crash[connections] == 1
+        await session.aclose()
 
         deleted = await client.delete(f"{api.url}/vms/{created.json()['id']}")
         assert deleted.status_code == 200
