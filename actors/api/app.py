@@ -489,7 +489,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     async def metrics() -> Response:
         caller = require_operator(context)
         vms = await context.lifecycle.call(ListVms(caller))
-        snapshot = await observe(vms, context.observed)
+        snapshot = await observe(vms, context.observed, context.payments)
         return Response(render(snapshot, outcomes), content_type=CONTENT_TYPE)
 
     # At the root, where Prometheus looks by default; operator only, like /admin.

@@ -2,8 +2,9 @@
 
 Everything is read at scrape time: the VMs from vm_lifecycle, restarts and inbox depths
 from the root supervisor's statistics, each SSH proxy's counters through the ssh_proxies
-supervisor (asked concurrently: a scrape waits for the slowest proxy, not the sum), the advert
-from the advertiser. A proxy that goes away mid-scrape is left out, not an error. The only
+supervisor (asked concurrently: a scrape waits for the slowest proxy, not the sum), the
+advert from the advertiser, the streams' runways from one batched chain read. A proxy that
+goes away mid-scrape, or a chain that cannot be read, is left out, not an error. The only
 numbers the app keeps are the create and delete outcomes it sees go by (`Outcomes`), one
 instance per app, so two apps (two tests) never share a count. Each scrape builds a fresh
 `CollectorRegistry` over its snapshot: no process-wide registry, nothing shared.
@@ -39,6 +40,7 @@ from golem_actor.kernel import (
 )
 
 from .errors import ApiError, translate
+from .payments import PaymentGate, StreamStatus, StreamsUnreadable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -89,15 +91,33 @@ class Snapshot:
     tree: SupervisorStatistics | None = None  # None: the app runs without the node's tree
     proxies: list[ProxyStats] = field(default_factory=list)
     advert: AdvertState | None = None
+    streams: list[StreamStatus] = field(default_factory=list)  # with payments on
+
+
+async def stream_runways(vms: list[VmView], gate: PaymentGate | None) -> list[StreamStatus]:
+    """The VMs' streams as the chain has them now: one batched read (nothing when payments
+    are off or the chain cannot be read: a scrape must not fail with the RPC)."""
+    paid = [(v, v.stream_id) for v in vms if v.stream_id is not None]
+    if gate is None or not paid:
+        return []
+    try:
+        reading = await gate.read([stream_id for _, stream_id in paid])
+    except StreamsUnreadable:
+        return []
+    found = (gate.status(v.vm_id, stream_id, reading, v.resources) for v, stream_id in paid)
+    return [status for status in found if status is not None]
 
 
 _GONE = (ActorError, ActorGone, CallFailed, CallTimeout)  # a proxy or actor gone meanwhile
 
 
-async def observe(vms: list[VmView], observed: Observed | None) -> Snapshot:
+async def observe(
+    vms: list[VmView], observed: Observed | None, gate: PaymentGate | None
+) -> Snapshot:
     """One scrape's snapshot: the actors are asked concurrently, none is waited on twice."""
+    streams = await stream_runways(vms, gate)
     if observed is None:
-        return Snapshot(vms=vms)
+        return Snapshot(vms=vms, streams=streams)
     proxies: list[ProxyStats] = []
     advert: list[AdvertState] = []
 
@@ -120,6 +140,7 @@ async def observe(vms: list[VmView], observed: Observed | None) -> Snapshot:
         tree=observed.statistics(),
         proxies=sorted(proxies, key=lambda p: p.vm_id),
         advert=advert[0] if advert else None,
+        streams=streams,
     )
 
 
@@ -225,6 +246,24 @@ def _advert_families(advert: AdvertState) -> Iterator[Metric]:
         )
 
 
+def _stream_families(streams: list[StreamStatus]) -> Iterator[Metric]:
+    runway = GaugeMetricFamily(
+        "golem_stream_runway_seconds",
+        "Seconds the VM's payment stream still pays for",
+        labels=["vm_id", "stream_id"],
+    )
+    verified = GaugeMetricFamily(
+        "golem_stream_verified",
+        "1 when the VM's stream can pay for it",
+        labels=["vm_id", "stream_id"],
+    )
+    for status in streams:
+        labels = [status.vm_id, str(status.stream_id)]
+        runway.add_metric(labels, status.computed.remaining_seconds)
+        verified.add_metric(labels, 1 if status.verified else 0)
+    yield from (runway, verified)
+
+
 def _outcome_families(outcomes: Outcomes) -> Iterator[Metric]:
     creates = CounterMetricFamily(
         "golem_vm_creates", "VM creates the API answered, by outcome", labels=["outcome"]
@@ -252,6 +291,8 @@ def render(snapshot: Snapshot, outcomes: Outcomes) -> bytes:
         families.extend(_proxy_families(snapshot.proxies))
     if snapshot.advert is not None:
         families.extend(_advert_families(snapshot.advert))
+    if snapshot.streams:
+        families.extend(_stream_families(snapshot.streams))
     families.extend(_outcome_families(outcomes))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))

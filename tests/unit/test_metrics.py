@@ -10,11 +10,18 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from lifecycle_harness import BANNER, OPERATOR_TOKEN, running_api
+from lifecycle_harness import BANNER, OPERATOR_TOKEN, SMALL, running_api
+from payments_fakes import PROVIDER, ScriptedStreams, reading, stream
 from prometheus_client.parser import text_string_to_metric_families
 
+from actors.api.payments import PaymentGate
+from actors.vm_lifecycle import CreateVm
+from golem_actor.adapters.chain.errors import ChainError
+from golem_actor.domain.streams import ZERO_ADDRESS
+from golem_actor.domain.tenancy import Caller
 from golem_actor.domain.vm_machine import VmStatus
 from golem_actor.kernel import Call, CallFailed
+from supervisors.payments import Payments
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
@@ -129,3 +136,44 @@ async def test_metrics_follow_creates_and_restarts(tmp_path: Path) -> None:
         after_delete = await scrape(client, root)
         assert after_delete[vms("running")] == 0
         assert after_delete[("golem_vm_deletes_total", (("outcome", "deleted"),))] == 1
+
+
+async def test_metrics_show_each_streams_runway(tmp_path: Path) -> None:
+    chain = ScriptedStreams()
+    chain.answer = reading({7: stream(runway=3_600)})
+    gate = PaymentGate(
+        client=chain,
+        provider=PROVIDER,
+        token=ZERO_ADDRESS,
+        min_remaining=600,
+        wei_per_core_month=0,
+        wei_per_gb_ram_month=0,
+        wei_per_gb_disk_month=0,
+    )
+    payments = Payments(client=chain, gate=gate)
+    async with (
+        running_api(tmp_path, payments=payments) as api,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        root = api.url.removesuffix("/api/v1")
+        assert not any(
+            name == "golem_stream_runway_seconds" for name, _ in await scrape(client, root)
+        )
+        create = CreateVm(
+            caller=Caller(operator=True),
+            name="paid",
+            resources=SMALL,
+            image="test-guest",
+            authorized_keys=(KEY,),
+            stream_id=7,
+        )  # straight to the lifecycle: the API's admission is not what this test is about
+        view = await api.node.lifecycle.call(create)
+        await api.node.wait_status(view.vm_id, VmStatus.RUNNING)
+        labels = (("stream_id", "7"), ("vm_id", view.vm_id))
+        paid = await scrape(client, root)
+        assert paid[("golem_stream_runway_seconds", labels)] == 3_600
+        assert paid[("golem_stream_verified", labels)] == 1
+        chain.answer = ChainError("the RPC is down")
+        down = await scrape(client, root)  # the scrape still answers, without the streams
+        assert ("golem_stream_runway_seconds", labels) not in down
+        assert down[vms("running")] == 1
