@@ -218,8 +218,8 @@ def _report(
     where = "servers on CPU 0, wrk on CPU 1" if pinned else "no CPU pinning"
     print(f"  {where}; machine CPU before runs <= {busiest:.0f}% (idle gate 30%, 3 s bound)")
     print(
-        f"  {'ours / upstream':<30}{'req/s':>8}{'(per round)':>16}{'p50':>8}{'p99':>8}"
-        f"{'CPU/req':>9}{'ours req/s':>12}{'up req/s':>10}"
+        f"  {'ours / upstream':<30}{'req/s':>8} {'(per round)':>19} {'p50':>9} {'p99':>9}"
+        f" {'CPU/req':>9}{'ours req/s':>12}{'up req/s':>10}"
     )
     result: dict[str, float] = {}
     for vms in (0, VMS):
@@ -236,8 +236,8 @@ def _report(
                 if not min(theirs):
                     notes.add(f"upstream completed no request of {label} in a {seconds:g} s run")
                 print(
-                    f"  {label:<30}{ratios['rps']:>7.3g}x{spread:>16}{ratios['p50']:>7.3g}x"
-                    f"{ratios['p99']:>7.3g}x{ratios['cpu_ms']:>8.3g}x"
+                    f"  {label:<30}{ratios['rps']:>7.3g}x {spread:>19} {ratios['p50']:>8.3g}x"
+                    f" {ratios['p99']:>8.3g}x {ratios['cpu_ms']:>8.3g}x"
                     f"{statistics.median(ours):>12.0f}{statistics.median(theirs):>10.1f}"
                 )
                 for metric, value in ratios.items():
