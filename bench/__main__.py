@@ -1,4 +1,8 @@
-"""`python -m bench [name ...]`: run the benchmarks (all by default)."""
+"""`python -m bench [name ...] [--against-upstream]`: run the benchmarks (all by default).
+
+`--against-upstream` makes `api` the side-by-side bench against the upstream provider
+(bench/api_upstream.py) instead of the in-process one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import api, boot, chain, discovery, gating, images, kernel, netns, relay, vpn
+from . import api, api_upstream, boot, chain, discovery, gating, images, kernel, netns, relay, vpn
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
 BENCHES: dict[str, Bench] = {
@@ -28,7 +32,10 @@ BENCHES: dict[str, Bench] = {
 
 def main() -> None:
     configure_logging(fmt="console", level="warning")  # benchmarks print their own tables
-    names = sys.argv[1:] or list(BENCHES)
+    args = sys.argv[1:]
+    if "--against-upstream" in args:
+        BENCHES["api"] = api_upstream.run
+    names = [arg for arg in args if not arg.startswith("--")] or list(BENCHES)
     for name in names:
         trio.run(BENCHES[name])
 

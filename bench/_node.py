@@ -34,7 +34,7 @@ import psutil
 import trio
 
 from actors.api import ApiActor
-from golem_actor.adapters.backend import Endpoint
+from golem_actor.adapters.backend import Endpoint, VmBackend
 from golem_actor.adapters.backend.memory import MemoryBackend
 from golem_actor.domain.resources import Resources
 from golem_actor.images import load_catalog
@@ -93,7 +93,7 @@ async def _fake_sshd(stream: trio.SocketStream) -> None:
 
 
 def memory_parts(
-    backend: MemoryBackend,
+    backend: VmBackend,
     data: Path,
     vms: int,
     *,
