@@ -7,7 +7,7 @@ here would clash, for mypy, with tests/e2e/conftest.py).
 - `tools`: tests/contract/, and tests elsewhere marked `pytest.mark.tools`: they run
            external programs or real processes (solcjs, qemu-img, fake executables,
            a module as a command);
-- `slow`:  tests/slow/   long fuzzing runs;
+- `slow`:  tests/slow/   long fuzzing runs, and load tests marked `pytest.mark.slow`;
 - `fast`:  everything else (tests/unit/ not marked `tools`): in-process, about a minute
            in all. A developer runs `pytest -m fast`; CI runs plain `pytest`: every tier.
 """

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import trio
 from lifecycle_harness import OPERATOR_TOKEN, running_api
 from test_api import OPERATOR, bearer, body
@@ -34,6 +35,7 @@ def assert_limited(reply: httpx.Response, most: int) -> None:
     assert "too many requests" in reply.json()["detail"]
 
 
+@pytest.mark.slow  # a load test: hundreds of connections
 async def test_a_burst_of_500_creates_is_refused_while_another_client_is_served(
     tmp_path: Path,
 ) -> None:
@@ -169,6 +171,7 @@ async def drip(stream: trio.SocketStream) -> None:
         pass
 
 
+@pytest.mark.slow  # a load test: hundreds of connections
 async def test_slow_clients_do_not_stop_others_and_are_cut_at_the_timeouts(
     tmp_path: Path,
 ) -> None:

@@ -626,6 +626,7 @@ def test_a_taken_port_or_a_bad_database_exits_1(
     assert "written by a newer version" in capsys.readouterr().err
 
 
+@pytest.mark.tools  # runs the command as a process
 async def test_golem_provider_discovery_serve_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "golem_actor.cli", "discovery", "serve", "--host", LOCAL]
     argv += ["--port", "0", "--db", str(tmp_path / "d.sqlite3"), "--log-format", "json"]
