@@ -22,7 +22,6 @@ Theory of operation:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -35,6 +34,7 @@ from pathlib import Path
 import msgspec
 import trio
 
+from golem_actor.adapters.build_lock import acquire_build_lock
 from golem_actor.adapters.guest import _debs, _kernel, _rootfs
 from golem_actor.adapters.guest._model import GuestBuildError, GuestImage
 
@@ -113,25 +113,6 @@ def _io_step(step: str) -> Iterator[None]:
         raise GuestBuildError(step, f"{type(exc).__name__}: {exc}") from exc
 
 
-async def _acquire_lock(path: Path, progress: Progress) -> int:
-    """An fd holding an exclusive flock on ``path``; closing the fd releases it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if not told:
-                    progress("another build holds the cache lock; waiting")
-                    told = True
-                await trio.sleep(0.2)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 async def build_test_guest(cache_dir: Path, *, on_progress: Progress | None = None) -> GuestImage:
     """The test guest in ``cache_dir``, built first if missing or outdated.
 
@@ -148,7 +129,9 @@ async def build_test_guest(cache_dir: Path, *, on_progress: Progress | None = No
         return image
     with _io_step("prepare cache"):
         await trio.to_thread.run_sync(lambda: cache_dir.mkdir(parents=True, exist_ok=True))
-        lock_fd = await _acquire_lock(cache_dir / LOCK_FILE, progress)
+        lock_fd = await acquire_build_lock(
+            cache_dir / LOCK_FILE, progress, what="cache lock", poll=0.2
+        )
     try:
         image = await trio.to_thread.run_sync(_load, final, version)
         if image is not None:

@@ -25,7 +25,6 @@ Theory of operation (the same contract as the test guest's builder):
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 import msgspec
 import trio
 
+from golem_actor.adapters.build_lock import acquire_build_lock
 from golem_actor.adapters.images._model import DebianImage, ImageBuildError
 from golem_actor.adapters.images._plan import DebianPlan, mmdebstrap_argv, plan_version
 from golem_actor.adapters.images._tools import (
@@ -112,25 +112,6 @@ def _load(directory: Path, name: str, version: str) -> DebianImage | None:
     )
 
 
-async def _acquire_lock(path: Path, progress: Progress) -> int:
-    """An fd holding an exclusive flock on ``path``; closing the fd releases it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if not told:
-                    progress("another build holds the image lock; waiting")
-                    told = True
-                await trio.sleep(0.5)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _remove_stale(cache_dir: Path, final: Path) -> None:
     for stale in cache_dir.glob(f"{SCRATCH_PREFIX}*"):
         remove_scratch(stale)
@@ -183,7 +164,9 @@ async def _build_locked(
     qemu_img: str,
 ) -> DebianImage:
     await trio.to_thread.run_sync(lambda: cache_dir.mkdir(parents=True, exist_ok=True))
-    lock_fd = await _acquire_lock(cache_dir / f"{name}.lock", progress)
+    lock_fd = await acquire_build_lock(
+        cache_dir / f"{name}.lock", progress, what="image lock", poll=0.5
+    )
     try:
         image = await trio.to_thread.run_sync(_load, final, name, version)
         if image is not None:
