@@ -14,6 +14,7 @@ import msgspec
 
 from actors.local_chain import LOCAL_STREAM_PAYMENT
 from actors.wallet import Wallet
+from golem_actor.adapters.host_load import PsutilHostLoad
 from golem_actor.identity import load_or_create_operator_token, load_or_create_provider_key
 from golem_actor.images import load_catalog
 from golem_actor.settings import Settings
@@ -75,6 +76,7 @@ def prepare_node(settings: Settings) -> NodeParts:
         backend_probe=partial(probe_backend, settings, backend.kind),
         price_source=rate_source(settings),
         signer=Signer(key),
+        host_load=PsutilHostLoad(settings.data_path),
     )
 
 

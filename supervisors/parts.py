@@ -9,7 +9,7 @@ parts of their own (a memory backend, no payments, shorter periods).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from actors.port_verifier.actor import BackendProbe
@@ -17,6 +17,7 @@ from actors.pricing import RateSource
 from actors.wallet import Wallet
 from golem_actor import __version__
 from golem_actor.adapters.backend import VmBackend
+from golem_actor.domain.host_load import HostLoad
 from golem_actor.domain.resources import Resources
 from golem_actor.images import ImageCatalog
 from golem_actor.settings import Settings
@@ -39,6 +40,7 @@ class NodeParts:
     wallet: Callable[[], Wallet] | None = None  # None: no wallet, hence no withdrawals
     backend_probe: BackendProbe | None = None  # the port verifier's backend status line
     host_capacity: Resources | None = None  # None: the resource tracker measures the host
+    host_load: Callable[[], Awaitable[HostLoad]] | None = None  # live usage; None: unwatched
     price_source: RateSource | None = None  # None: no feed, so no price unless cached
     signer: Signer | None = None  # signs adverts with the provider key; None: no adverts
     clock: Callable[[], float] | None = None  # the pricing actor's wall clock (tests)

@@ -38,6 +38,7 @@ from actors.stream_monitor import StreamMonitor
 from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle
 from actors.vpn_router import VpnMsg, VpnRouter
 from actors.withdraw_scheduler import WithdrawScheduler
+from golem_actor.domain.host_load import Thresholds
 from golem_actor.domain.resources import Resources
 from golem_actor.kernel import (
     Address,
@@ -143,6 +144,13 @@ def node_tree(parts: NodeParts) -> NodeTree:
             max_vms=settings.max_vms,
             total=parts.host_capacity,
             watcher=watcher,
+            load=parts.host_load,
+            thresholds=Thresholds(
+                cpu=settings.cpu_threshold,
+                memory=settings.memory_threshold,
+                storage=settings.storage_threshold,
+            ),
+            sample_interval=settings.resource_monitor_interval_seconds,
         )
 
     def pricing() -> Pricing:

@@ -55,6 +55,7 @@ from .schemas import (
     Deleted,
     ErrorBody,
     Health,
+    HostLoadInfo,
     JobInfo,
     NodeState,
     ProviderInfo,
@@ -422,6 +423,8 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
             free=resources_body(report.free),
             vms=report.vms,
             max_vms=report.max_vms,
+            load=_load_info(report),
+            limited=list(report.limited),
         )
         return json_response(
             NodeState(
@@ -461,6 +464,20 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
         log.warning("shutdown requested through the API")
         context.stop.request_stop("api")  # the same graceful path as `golem-provider stop`
         return json_response(Health(status="stopping", version=context.version), 202)
+
+
+def _load_info(report: CapacityReport) -> HostLoadInfo | None:
+    if report.load is None or report.thresholds is None:
+        return None
+    load, thresholds = report.load, report.thresholds
+    return HostLoadInfo(
+        cpu_percent=round(load.cpu_percent, 1),
+        memory_percent=round(load.memory_percent, 1),
+        storage_percent=round(load.storage_percent, 1),
+        cpu_threshold=thresholds.cpu,
+        memory_threshold=thresholds.memory,
+        storage_threshold=thresholds.storage,
+    )
 
 
 def require_operator(context: ApiContext) -> Caller:

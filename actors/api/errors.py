@@ -33,7 +33,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (StreamsUnreadable, 503),
     (PriceUnknown, 503),
     (Conflict, 409),
-    (InsufficientResources, 503),
+    (InsufficientResources, 409),
     (NoFreePort, 503),
     (InvalidRequest, 422),
     (UnknownImage, 422),

@@ -96,13 +96,26 @@ class ProviderInfo(msgspec.Struct, frozen=True, kw_only=True):
     platform: str | None
 
 
+class HostLoadInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The host's usage at the last reading (percent), and the thresholds."""
+
+    cpu_percent: float
+    memory_percent: float
+    storage_percent: float
+    cpu_threshold: float
+    memory_threshold: float
+    storage_threshold: float
+
+
 class CapacityInfo(msgspec.Struct, frozen=True, kw_only=True):
     total: ResourcesBody
     sellable: ResourcesBody
     allocated: ResourcesBody
-    free: ResourcesBody
+    free: ResourcesBody  # what the node offers now: the books and the thresholds
     vms: int
     max_vms: int
+    load: HostLoadInfo | None = None  # None: the host's usage is not watched
+    limited: list[str] = msgspec.field(default_factory=list)  # a threshold holds, and why
 
 
 class NodeState(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from golem_actor.domain.host_load import HostLoad, Thresholds
 from golem_actor.domain.resources import Resources
 from golem_actor.kernel import ActorError, Call
 
@@ -28,8 +29,9 @@ class Release(msgspec.Struct, frozen=True):
 
 
 class CapacityChanged(msgspec.Struct, frozen=True):
-    """Told (a cast, never awaited) to whoever watches capacity, after a reservation or a
-    release changed what the node can still sell (the advertiser, to update its advert)."""
+    """Told (a cast, never awaited) to whoever watches capacity, after a reservation, a
+    release or a change of the host's load changed what the node can still sell (the
+    advertiser, to update its advert)."""
 
 
 class CapacityReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +42,11 @@ class CapacityReport(msgspec.Struct, frozen=True, kw_only=True):
     free: Resources
     vms: int
     max_vms: int
+    # The host's load at the last sample and the thresholds (None: not monitored), and
+    # each axis a threshold holds below what allocations leave, with why.
+    load: HostLoad | None = None
+    thresholds: Thresholds | None = None
+    limited: tuple[str, ...] = ()
 
 
 class GetCapacity(Call[CapacityReport], frozen=True):
@@ -50,5 +57,21 @@ class InsufficientResources(ActorError):
     """The request does not fit; the message names every missing amount."""
 
 
+class Sample(msgspec.Struct, frozen=True):
+    """Time to read the host's load (the monitor's timer)."""
+
+
+class Sampled(msgspec.Struct, frozen=True):
+    """A reading of the host's load (the outcome of a `Sample`)."""
+
+    load: HostLoad
+
+
+class SampleFailed(msgspec.Struct, frozen=True):
+    """The host's load could not be read: the last reading stays."""
+
+    error: str
+
+
 # Everything the resource_tracker accepts: its address is an `Address[ResourceMsg]`.
-ResourceMsg = Reserve | Release | GetCapacity
+ResourceMsg = Reserve | Release | GetCapacity | Sample | Sampled | SampleFailed

@@ -26,6 +26,9 @@ NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+Percent = Annotated[
+    float, msgspec.Meta(gt=0, le=100, extra={"expected": "a percentage above 0, at most 100"})
+]
 Address = Annotated[
     str,
     msgspec.Meta(
@@ -132,6 +135,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     reserve_cpu_cores: NonNegativeInt = 0
     reserve_memory_gb: NonNegativeInt = 1
     reserve_storage_gb: NonNegativeInt = 10
+    # Host usage (percent) above which the node offers and accepts less (100: at full).
+    cpu_threshold: Percent = 90.0
+    memory_threshold: Percent = 85.0
+    storage_threshold: Percent = 90.0
+    resource_monitor_interval_seconds: PositiveFloat = 10.0
 
     # How VMs run.
     vm_backend: Literal["auto", "qemu", "multipass"] = "auto"

@@ -87,6 +87,10 @@ class NodeProcess:
             GOLEM_PROVIDER_PUBLIC_IP_SERVICES="[]",
             GOLEM_PROVIDER_UPDATE_INDEX_URL="http://127.0.0.1:9/",
             GOLEM_PROVIDER_COINGECKO_API_URL="http://127.0.0.1:9/api/v3",  # no price feed
+            # The shared test machine's CPU and disk are busy with other tests' guests: the
+            # thresholds bound only what a test asks for (memory stays at its default).
+            GOLEM_PROVIDER_CPU_THRESHOLD="100",
+            GOLEM_PROVIDER_STORAGE_THRESHOLD="100",
         )
         env.update(self.extra_env)
         return env

@@ -143,7 +143,7 @@ async def test_the_seed_form_without_a_key_hands_out_a_private_key_once(tmp_path
         ),
         (
             b'{"name": "web", "resources": {"cpu": 4, "memory": 64, "storage": 10}}',
-            503,
+            409,
             "not enough memory",
         ),
         (b'{"name": "web", "size": "small", "stream_id": -1}', 422, "Expected `int` >= 0"),

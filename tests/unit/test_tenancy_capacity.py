@@ -56,9 +56,12 @@ def test_requests_that_fit_and_the_reasons_of_those_that_do_not() -> None:
     missing = shortfall(capacity, [gb(2, 4, 20)], gb(6, 12, 80))
     assert missing is not None
     assert str(missing) == (
-        "not enough CPU cores: requested 6, available 5; "
-        "not enough memory: requested 12288 MiB, available 10240 MiB; "
+        "not enough CPU cores: requested 6, available 5"
+        " (allocation: 2 of 7 sellable are allocated to VMs); "
+        "not enough memory: requested 12288 MiB, available 10240 MiB"
+        " (allocation: 4096 MiB of 14336 MiB sellable are allocated to VMs); "
         "not enough storage: requested 80 GiB, available 70 GiB"
+        " (allocation: 20 GiB of 90 GiB sellable are allocated to VMs)"
     )
     full = shortfall(capacity, [gb(1, 1, 10)] * 3, gb(1, 1, 10))
     assert full is not None
