@@ -11,6 +11,9 @@ Theory of operation:
   change opens a `debounce` window and the attempt runs when it closes, so a burst of
   creates makes one post, and nothing on the create/delete path ever waits for it. An
   attempt that starts for another reason closes the window: it reads the newer books.
+- An attempt that finds nothing to advertise (no price, no IP, too little capacity)
+  takes down an advert that is up, so requestors never find an offer the node would
+  refuse: the advert follows the capacity down as it follows it up.
 - A failure is logged and retried on the next interval; nothing crashes the actor but a
   bug. Each change of phase or reason is logged once.
 - On a clean stop, an advert that was taken (or may have been: an attempt was in flight)
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol
 
 import structlog
@@ -96,6 +100,7 @@ class Advertiser(Actor[AdvertiserMsg]):
         self._accepted_at: float | None = None
         self._attempt_at: float | None = None
         self._advert: AdvertBody | None = None
+        self._live = False  # an advert the server took is up (as far as we know)
         self._posts = 0
 
     async def on_start(self) -> None:
@@ -117,9 +122,13 @@ class Advertiser(Actor[AdvertiserMsg]):
                 self._attempt()
             case Published(advert=advert):
                 self._advert, self._accepted_at = advert, self._clock()
+                self._live = True
                 self._posts += 1
                 self._record("advertised", "")
-            case Skipped(why=why):
+            case Skipped(why=why, withdrawn=withdrawn):
+                if withdrawn:
+                    self._live = False
+                    log.info("advert withdrawn", target=self._describe(), why=why)
                 self._record("skipped", why)
             case PublishFailed(error=error):
                 self._record("failed", error)
@@ -144,7 +153,7 @@ class Advertiser(Actor[AdvertiserMsg]):
             running.cancel()  # a post landing after the DELETE would revive the advert
             await running.done.wait()
         # An attempt cut short may have posted already: withdraw then too (a 404 is fine).
-        if self._poster is None or (self._accepted_at is None and running is None):
+        if self._poster is None or (not self._live and running is None):
             return
         with trio.move_on_after(self._withdraw_timeout) as waited:
             try:
@@ -171,10 +180,16 @@ class Advertiser(Actor[AdvertiserMsg]):
             self._debounce = None
         self._attempt_at = self._clock()
         self.start_work(
-            self._advertise, then=lambda outcome: outcome, failed=self._failed, key=ATTEMPT
+            partial(self._advertise, live=self._live),
+            then=lambda outcome: outcome,
+            failed=self._failed,
+            key=ATTEMPT,
         )
 
-    async def _advertise(self) -> Published | Skipped:
+    def _describe(self) -> str:
+        return "" if self._poster is None else self._poster.describe()
+
+    async def _advertise(self, *, live: bool) -> Published | Skipped:
         assert self._poster is not None
         capacity = await self._resources.call(GetCapacity())
         prices = await self._pricing.call(GetPrices())
@@ -188,7 +203,9 @@ class Advertiser(Actor[AdvertiserMsg]):
             now=self._clock(),
         )
         if isinstance(made, str):
-            return Skipped(why=made)
+            if live:
+                await self._poster.withdraw()
+            return Skipped(why=made, withdrawn=live)
         await self._poster.publish(made)
         return Published(advert=made)
 

@@ -38,9 +38,11 @@ class Published(msgspec.Struct, frozen=True):
 
 
 class Skipped(msgspec.Struct, frozen=True):
-    """An attempt's outcome: nothing was posted, for this reason."""
+    """An attempt's outcome: nothing was posted, for this reason; an advert that was up
+    has been taken down (`withdrawn`)."""
 
     why: str
+    withdrawn: bool = False
 
 
 class PublishFailed(msgspec.Struct, frozen=True):

@@ -1,7 +1,7 @@
 """Capacity that tells the truth: the host's live load (a fake psutil source, virtual time)
 shrinks what resource_tracker offers and accepts above the thresholds, the refusal says
 which resource and why, the limits of the books still hold, each VM counts once, and the
-advert follows a load change within one debounce period."""
+advert follows a load change within one debounce period (down to its withdrawal)."""
 
 from __future__ import annotations
 
@@ -292,6 +292,18 @@ async def test_the_advert_follows_a_load_change_within_one_debounce_period(
             state = await advertiser_inbox.address().call(GetAdvertState())
             assert state.advert is not None
             assert state.advert.resources.memory == 3
+            # Above the threshold nothing is for sale: the advert comes down, and back.
+            host.now = load(memory_gb=14.0)
+            await trio.sleep(SAMPLE + DEBOUNCE)
+            assert poster.withdrawals == 1
+            assert len(poster.posts) == 2
+            state = await advertiser_inbox.address().call(GetAdvertState())
+            assert state.phase == "skipped"
+            assert "memory GB 0 < 1" in state.why
+            host.now = load()
+            await trio.sleep(SAMPLE + DEBOUNCE)
+            assert [a.resources.memory for _, a in poster.posts] == [11, 3, 11]
+            assert poster.withdrawals == 1
             advertiser.request_stop()
 
 
