@@ -5,24 +5,30 @@ result, so the terminal text and `--json` can never disagree. The TTY layout is 
 README's: a 16-column label, one block per subject separated by blank lines, and the SSH
 range shown inclusive (`50800-50899` for the JSON range `[50800, 50900)`). A version
 check, when given, adds a last `Version` line and the JSON `version` object. The price
-state, when known to the report, adds a `Pricing` block and the JSON `pricing` object.
+state, when known to the report, adds a `Pricing` block and the JSON `pricing` object (each
+rate with its `age_seconds`); the advert's state an `Advert` block and the JSON `advert`
+object (where, phase, why, when last accepted and what). Ages are counted from `now`.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from golem_actor.adapters.pypi import UpdateCheck, UpdateStatus
+from golem_actor.domain.advertising import AdvertState
 from golem_actor.domain.port_verdict import StatusReport
-from golem_actor.domain.pricing import PriceInfo
+from golem_actor.domain.pricing import PriceInfo, RateInfo
 
 __all__ = ["LABEL_WIDTH", "render_json", "render_tty", "status_document"]
 
 LABEL_WIDTH = 16
 OK_MARK = "✅"
 FAIL_MARK = "❌"
+WAIT_MARK = "⏳"
 
 _OVERALL = {"healthy": "Healthy", "issues": "Issues detected", "error": "Error"}
 
@@ -68,7 +74,32 @@ def _version_text(update: UpdateCheck) -> str:
     return f"{update.installed} — update check unavailable"
 
 
-def _pricing_lines(info: PriceInfo) -> list[str]:
+def _ago(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _when(timestamp: float | None, now: float) -> str:
+    if timestamp is None:
+        return "never"
+    stamp = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{_ago(now - timestamp)} ({stamp})"
+
+
+def _rate_text(rate: RateInfo, now: float) -> str:
+    if rate.usd is None:
+        return "unknown"
+    text = f"{rate.usd} USD — {rate.state}"
+    if rate.confirmed_at is not None:
+        text += f", confirmed {_ago(now - rate.confirmed_at)}"
+    return text
+
+
+def _pricing_lines(info: PriceInfo, now: float) -> list[str]:
     usd = info.usd
     per_month = f"${usd.core:g}/core, ${usd.ram_gb:g}/GB RAM, ${usd.disk_gb:g}/GB disk"
     if info.glm is None:
@@ -86,13 +117,48 @@ def _pricing_lines(info: PriceInfo) -> list[str]:
         if info.last_error:
             lines.append(_line("  Feed", info.last_error))
     lines.append(_line("  USD / month", per_month))
+    lines.append(_line("  GLM rate", _rate_text(info.glm_usd, now)))
+    lines.append(_line("  ETH rate", _rate_text(info.eth_usd, now)))
     if info.override:
         lines.append(_line("  Gating", "wei prices set (PRICE_WEI_PER_*)"))
     return lines
 
 
-def render_tty(report: StatusReport, *, update: UpdateCheck | None = None) -> str:
+_PHASE_TEXT = {
+    "advertised": (OK_MARK, "advertised"),
+    "pending": (WAIT_MARK, "pending — first attempt under way"),
+    "skipped": (FAIL_MARK, "not advertised"),
+    "failed": (FAIL_MARK, "failed — retried on the next interval"),
+    "withdrawn": (FAIL_MARK, "withdrawn"),
+    "disabled": (FAIL_MARK, "not advertising"),
+}
+
+
+def _advert_lines(state: AdvertState, now: float) -> list[str]:
+    mark, text = _PHASE_TEXT[state.phase]
+    headline = f"{mark} {text}" + (f" — {state.target}" if state.target else "")
+    lines = [_line("Advert", headline)]
+    if state.why:
+        lines.append(_line("  Why", state.why))
+    if state.phase != "disabled":
+        lines.append(_line("  Last accepted", _when(state.last_accepted_at, now)))
+    if state.advert is not None and state.phase == "advertised":
+        offer = state.advert.resources
+        lines.append(
+            _line(
+                "  Offer",
+                f"{offer.cpu} cores, {offer.memory} GB RAM, {offer.storage} GB disk"
+                f" at {state.advert.ip_address}",
+            )
+        )
+    return lines
+
+
+def render_tty(
+    report: StatusReport, *, update: UpdateCheck | None = None, now: float | None = None
+) -> str:
     """The seed's terminal layout, ending with a newline."""
+    now = time.time() if now is None else now
     lines = [_line("Overall", _OVERALL[report.overall.status]), ""]
     if report.multipass is not None:
         state = f"{OK_MARK} OK" if report.multipass.ok else f"{FAIL_MARK} Missing"
@@ -129,7 +195,9 @@ def render_tty(report: StatusReport, *, update: UpdateCheck | None = None) -> st
         lines.append(_line("  Issues", issues))
 
     if report.pricing is not None:
-        lines += ["", *_pricing_lines(report.pricing)]
+        lines += ["", *_pricing_lines(report.pricing, now)]
+    if report.advert is not None:
+        lines += ["", *_advert_lines(report.advert, now)]
     if update is not None:
         lines += ["", _line("Version", _version_text(update))]
     return "\n".join(lines) + "\n"
@@ -143,8 +211,39 @@ def _version_document(update: UpdateCheck) -> dict[str, Any]:
     }
 
 
-def status_document(report: StatusReport, *, update: UpdateCheck | None = None) -> dict[str, Any]:
-    """The `--json` document as plain data: `version`, `multipass`, `ports`, `overall`."""
+def _age(timestamp: float | None, now: float) -> float | None:
+    return None if timestamp is None else round(max(now - timestamp, 0.0), 1)
+
+
+def _pricing_document(info: PriceInfo, now: float) -> dict[str, Any]:
+    document: dict[str, Any] = msgspec.to_builtins(info)
+    for rate, name in ((info.glm_usd, "glm_usd"), (info.eth_usd, "eth_usd")):
+        document[name]["age_seconds"] = _age(rate.confirmed_at, now)
+    return document
+
+
+def _advert_document(state: AdvertState, now: float) -> dict[str, Any]:
+    advert = state.advert
+    return {
+        "target": state.target,
+        "phase": state.phase,
+        "why": state.why,
+        "last_accepted_at": state.last_accepted_at,
+        "last_accepted_age_seconds": _age(state.last_accepted_at, now),
+        "last_attempt_at": state.last_attempt_at,
+        "posts": state.posts,
+        "ip_address": None if advert is None else advert.ip_address,
+        "resources": None if advert is None else msgspec.to_builtins(advert.resources),
+        "pricing": None if advert is None else advert.pricing,
+    }
+
+
+def status_document(
+    report: StatusReport, *, update: UpdateCheck | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """The `--json` document as plain data: `version`, `multipass`, `ports`, `overall`,
+    then what the seed's layout does not have: `pricing`, `advert`."""
+    now = time.time() if now is None else now
     document: dict[str, Any] = {}
     if update is not None:
         document["version"] = _version_document(update)
@@ -155,11 +254,15 @@ def status_document(report: StatusReport, *, update: UpdateCheck | None = None) 
     document["ports"] = msgspec.to_builtins(report.ports)
     document["overall"] = msgspec.to_builtins(report.overall)
     if report.pricing is not None:
-        document["pricing"] = msgspec.to_builtins(report.pricing)
+        document["pricing"] = _pricing_document(report.pricing, now)
+    if report.advert is not None:
+        document["advert"] = _advert_document(report.advert, now)
     return document
 
 
-def render_json(report: StatusReport, *, update: UpdateCheck | None = None) -> str:
+def render_json(
+    report: StatusReport, *, update: UpdateCheck | None = None, now: float | None = None
+) -> str:
     """`status --json`: the document, indented, ending with a newline."""
-    encoded = msgspec.json.encode(status_document(report, update=update))
+    encoded = msgspec.json.encode(status_document(report, update=update, now=now))
     return msgspec.json.format(encoded, indent=2).decode() + "\n"

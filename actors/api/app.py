@@ -18,6 +18,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from actors.advertiser import GetAdvertState
 from actors.port_verifier import GetVerification
 from actors.pricing import GetPrices
 from actors.resource_tracker import CapacityReport, GetCapacity
@@ -438,7 +439,8 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
     @route(
         "GET",
         "/admin/status",
-        "The latest port verification, as `golem-provider status` shows it (operator only)",
+        "The latest port verification, the price state and the advert's, as"
+        " `golem-provider status` shows them (operator only)",
         responses={200: StatusReport},
         operator_only=True,
     )
@@ -450,6 +452,9 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
         if context.pricing is not None:
             prices = await context.pricing.call(GetPrices())
             report = msgspec.structs.replace(report, pricing=prices)
+        if context.observed is not None:
+            advert = await context.observed.advertiser.call(GetAdvertState())
+            report = msgspec.structs.replace(report, advert=advert)
         return json_response(report)
 
     @route(

@@ -4,6 +4,8 @@ With the node running, the report is the node's own latest verification (read th
 the operator-only `/admin/status` route with the token from the data directory); without
 it, the same checks run here. The price state (known, stale or unknown, and why) is the
 node's pricing actor's, or, without the node, the cached rates with one fetch of the feeds.
+The advert's state (where, when last accepted, why not) is the node's advertiser's;
+without the node, nothing is advertised.
 Exit status 1 when the overall verdict is `error`.
 """
 
@@ -18,6 +20,7 @@ import trio
 from actors.port_verifier import verify
 from golem_actor import __version__
 from golem_actor.adapters.pypi import UpdateCheck, check_for_update
+from golem_actor.domain.advertising import AdvertState
 from golem_actor.domain.port_verdict import StatusReport
 from golem_actor.images import load_catalog
 from golem_actor.settings import Settings
@@ -27,6 +30,16 @@ from supervisors.backend import choose_backend, probe_backend
 
 from ._node_api import NodeUnreachable, locate_node
 from ._pricing import current_prices
+
+NOT_RUNNING = AdvertState(
+    target="",
+    phase="disabled",
+    why="the node is not running",
+    last_accepted_at=None,
+    last_attempt_at=None,
+    advert=None,
+    posts=0,
+)
 
 
 async def _from_node(settings: Settings) -> StatusReport | None:
@@ -68,6 +81,8 @@ async def _gather(settings: Settings) -> tuple[StatusReport, UpdateCheck]:
     report = await _from_node(settings) or await _here(settings)
     if report.pricing is None:
         report = msgspec.structs.replace(report, pricing=await current_prices(settings))
+    if report.advert is None:  # only a running node advertises
+        report = msgspec.structs.replace(report, advert=NOT_RUNNING)
     return report, update
 
 

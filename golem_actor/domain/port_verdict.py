@@ -31,6 +31,8 @@ import msgspec
 
 from golem_actor.domain.pricing import PriceInfo
 
+from .advertising import AdvertState
+
 __all__ = [
     "ExternalStatus",
     "LocalState",
@@ -172,6 +174,7 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     overall: Overall
     backend: BackendCheck | None = None
     pricing: PriceInfo | None = None  # the prices and their rates' state
+    advert: AdvertState | None = None  # where the node advertises and how that stands
 
 
 _EXTERNAL = {

@@ -138,6 +138,20 @@ async def test_the_advert_is_signed_true_to_capacity_and_withdrawn_on_stop(
                 listed = (await client.get(f"{server}{ADVERTS}")).json()
                 assert [item["provider_id"] for item in listed] == [provider_id]
 
+                # `status` shows where the advert is, when it was last taken, and the prices.
+                shown = await node.cli("status", "--json")
+                document = json.loads(shown.stdout)
+                assert document["advert"]["phase"] == "advertised", document["advert"]
+                assert document["advert"]["target"] == server
+                assert 0 <= document["advert"]["last_accepted_age_seconds"] < 60
+                assert document["advert"]["resources"] == advert["resources"]
+                glm_usd = document["pricing"]["glm_usd"]
+                assert (glm_usd["state"], glm_usd["usd"]) == ("known", "0.25")
+                assert 0 <= glm_usd["age_seconds"] < 60
+                tty = (await node.cli("status")).stdout.decode()
+                assert f"Advert          ✅ advertised — {server}\n" in tty
+                assert "  GLM rate      0.25 USD — known, confirmed " in tty
+
                 created = await client.post(
                     f"{node.url}/vms",
                     json={

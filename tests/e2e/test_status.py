@@ -65,6 +65,8 @@ async def test_status_with_and_without_the_node(tmp_path: Path, checkers: tuple[
     assert offline["ports"]["provider"]["local_detail"] == "port is free (bindable)"
     assert offline["ports"]["provider"]["status"] == "reachable"
     assert offline["ports"]["ssh"]["usable_free"] == 6
+    assert offline["advert"]["phase"] == "disabled"
+    assert offline["advert"]["why"] == "the node is not running"
 
     await node.start()
     try:
@@ -85,6 +87,7 @@ async def test_status_with_and_without_the_node(tmp_path: Path, checkers: tuple[
         assert [p["status"] for p in ssh["ports"]] == ["reachable"] * 6
         assert document["backend"]["kind"] == "qemu"
         assert document["version"]["update_available"] is False  # the index is unreachable
+        assert document["advert"]["why"] != "the node is not running"  # the node's own
         code, tty = await status(node)
         assert tty.startswith("Overall         Healthy\n")
         assert f"SSH Ports       {node.ports.start}-{node.ports.stop - 1} — OK" in tty

@@ -8,6 +8,8 @@ from decimal import Decimal
 import msgspec
 
 from golem_actor.adapters.pypi import UpdateCheck, UpdateStatus
+from golem_actor.discovery.schemas import AdvertBody, Resources as WireResources
+from golem_actor.domain.advertising import AdvertState
 from golem_actor.domain.port_verdict import (
     LocalState,
     MultipassCheck,
@@ -259,3 +261,74 @@ def test_json_keeps_the_seeds_keys_and_adds_pricing() -> None:
     unknown = json.loads(render_json(priced(None)))["pricing"]
     assert (unknown["state"], unknown["glm"]) == ("unknown", None)
     assert "pricing" not in json.loads(render_json(report()))  # no price state: no key
+
+
+def advertised(phase: str = "advertised", why: str = "") -> StatusReport:
+    body = AdvertBody(
+        ip_address="203.0.113.7",
+        country="SE",
+        resources=WireResources(cpu=2, memory=11, storage=160),
+        pricing={"usd_per_core_month": 5.0, "glm_per_core_month": 20.0},
+        platform="x86_64",
+        provider_name="node-a",
+        timestamp=1000.0,
+    )
+    state = AdvertState(
+        target="http://127.0.0.1:9001",
+        phase=phase,  # type: ignore[arg-type]
+        why=why,
+        last_accepted_at=1000.0,
+        last_attempt_at=1030.0,
+        advert=body,
+        posts=3,
+    )
+    return msgspec.structs.replace(priced("0.25", age=300), advert=state)
+
+
+def test_tty_shows_where_the_advert_is_when_it_was_last_accepted_and_the_rates_age() -> None:
+    text = render_tty(advertised(), now=1300.0)
+    assert "Advert          ✅ advertised — http://127.0.0.1:9001\n" in text
+    assert "  Last accepted 5 min ago (1970-01-01 00:16:40 UTC)\n" in text
+    assert "  Offer         2 cores, 11 GB RAM, 160 GB disk at 203.0.113.7\n" in text
+    assert "  GLM rate      0.25 USD — known, confirmed 5 min ago\n" in text
+    assert "  ETH rate      unknown\n" in text
+    assert text.index("Pricing") < text.index("Advert")
+
+
+def test_tty_says_why_the_advert_is_not_up() -> None:
+    why = "capacity below the minimums: memory GB 0 < 1"
+    text = render_tty(advertised("skipped", why), now=1030.0)
+    assert "Advert          ❌ not advertised — http://127.0.0.1:9001\n" in text
+    assert f"  Why           {why}\n" in text
+    assert "  Last accepted 30 s ago" in text
+    assert "  Offer" not in text  # the last offer is not up any more
+    off = AdvertState(
+        target="",
+        phase="disabled",
+        why="the node is not running",
+        last_accepted_at=None,
+        last_attempt_at=None,
+        advert=None,
+        posts=0,
+    )
+    text = render_tty(msgspec.structs.replace(report(), advert=off))
+    assert "Advert          ❌ not advertising\n  Why           the node is not running\n" in text
+
+
+def test_json_adds_the_advert_and_the_rates_ages_after_the_seeds_keys() -> None:
+    document = json.loads(render_json(advertised(), now=1300.0))
+    assert list(document) == ["ports", "overall", "pricing", "advert"]
+    assert document["pricing"]["glm_usd"]["age_seconds"] == 300.0
+    assert document["pricing"]["eth_usd"]["age_seconds"] is None
+    assert document["advert"] == {
+        "target": "http://127.0.0.1:9001",
+        "phase": "advertised",
+        "why": "",
+        "last_accepted_at": 1000.0,
+        "last_accepted_age_seconds": 300.0,
+        "last_attempt_at": 1030.0,
+        "posts": 3,
+        "ip_address": "203.0.113.7",
+        "resources": {"cpu": 2, "memory": 11, "storage": 160},
+        "pricing": {"usd_per_core_month": 5.0, "glm_per_core_month": 20.0},
+    }
