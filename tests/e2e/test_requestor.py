@@ -1,0 +1,183 @@
+"""Acceptance: the requestor users already have (PyPI request-vm-on-golem 0.1.58, unchanged,
+in its own venv: `.ci/install-requestor.sh`) finds our node.
+
+`golem vm providers --json` with GOLEM_REQUESTOR_DISCOVERY_DRIVER=central lists a real node
+(a process, advertising with ADVERTISER_TYPE=discovery_server) from our discovery service
+(`golem-provider discovery serve`, a process) and from the upstream discovery server
+(golem-vm-discovery 0.1.25), with the resources the node offers and its prices; on ours
+the requestor's table (which needs `provider_name`) shows it too. Everything on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from node_helpers import CLI, NodeProcess, free_block, free_port, running
+from test_discovery_upstream import upstream, upstream_venv
+
+from golem_actor.adapters.guest import GuestImage
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # the local price feed
+from feed_server import feed_server, prices
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+ADVERTS = "/api/v1/advertisements"
+# At 0.25 USD/GLM the default USD prices (5 / 2 / 0.1) are 20 / 8 / 0.4 GLM.
+PRICING = {
+    "usd_per_core_month": 5.0,
+    "usd_per_gb_ram_month": 2.0,
+    "usd_per_gb_storage_month": 0.1,
+    "glm_per_core_month": 20.0,
+    "glm_per_gb_ram_month": 8.0,
+    "glm_per_gb_storage_month": 0.4,
+}
+
+__all__ = ["upstream_venv"]  # a fixture of this module too
+
+
+@pytest.fixture(scope="module")
+def requestor() -> Path:
+    """The `golem` command of the requestor's own venv."""
+    subprocess.run(["bash", str(REPO / ".ci" / "install-requestor.sh")], check=True)
+    return REPO / ".tools" / "requestor" / "bin" / "golem"
+
+
+def requestor_env(home: Path, discovery: str) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOLEM_", "PYTHON", "VIRTUAL"))}
+    env.update(
+        HOME=str(home),  # its config, keys and database live in ~/.golem/requestor
+        GOLEM_REQUESTOR_DISCOVERY_DRIVER="central",
+        GOLEM_REQUESTOR_DISCOVERY_URL=discovery,
+    )
+    return env
+
+
+async def golem(
+    command: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [str(command), *args], env=env, capture_stdout=True, capture_stderr=True, check=False
+    )
+
+
+@asynccontextmanager
+async def our_discovery(data: Path) -> AsyncIterator[str]:
+    """`golem-provider discovery serve` as its own process on a loopback port."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [CLI, "discovery", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--db", str(data / "discovery.sqlite3"), "--log-format", "json"]
+    process = await trio.lowlevel.open_process(command)
+    try:
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        if (await client.get(url + "/health")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await trio.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        with trio.fail_after(10):
+            await process.wait()
+
+
+def advertising_node(tmp_path: Path, guest: GuestImage, discovery: str, feed: str) -> NodeProcess:
+    return NodeProcess(
+        data=tmp_path / "node",
+        port=free_port(),
+        ports=free_block(2),
+        guest_cache=guest.kernel.parent.parent,
+        extra_env=(
+            ("GOLEM_PROVIDER_ADVERTISER_TYPE", "discovery_server"),
+            ("GOLEM_PROVIDER_DISCOVERY_URL", discovery),
+            ("GOLEM_PROVIDER_PUBLIC_IP", "127.0.0.1"),
+            ("GOLEM_PROVIDER_PROVIDER_NAME", "acceptance-node"),
+            ("GOLEM_PROVIDER_COINGECKO_API_URL", feed),
+        ),
+    )
+
+
+def provider_id(node: NodeProcess) -> str:
+    key = json.loads((node.data / "keys" / "provider_key.json").read_text())
+    address: str = key["address"]
+    return address
+
+
+async def offered(client: httpx.AsyncClient, node: NodeProcess) -> dict[str, int]:
+    reply = await client.get(f"{node.url}/admin/state", headers=node.operator)
+    free: dict[str, int] = reply.json()["capacity"]["free"]
+    return free
+
+
+async def listed_by_the_requestor(
+    command: Path, env: dict[str, str], node: NodeProcess, discovery: str
+) -> dict[str, Any]:
+    """Our node's row in `golem vm providers --json`, once its advert is up and shows
+    what the node offers now (the offer moves with the host's load)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        with trio.fail_after(60):
+            while True:
+                advert = await client.get(f"{discovery}{ADVERTS}/{provider_id(node)}")
+                if advert.status_code == 200:
+                    result = await golem(command, env, "vm", "providers", "--json")
+                    assert result.returncode == 0, result.stderr.decode()
+                    rows = json.loads(result.stdout)["providers"]
+                    ours = [row for row in rows if row["provider_id"] == provider_id(node)]
+                    if ours and ours[0]["resources"] == await offered(client, node):
+                        row: dict[str, Any] = ours[0]
+                        return row
+                await trio.sleep(0.5)
+
+
+async def test_the_requestor_lists_our_node_from_our_discovery_service_and_upstreams(
+    tmp_path: Path, test_guest: GuestImage, requestor: Path, upstream_venv: Path
+) -> None:
+    async with feed_server(prices(glm=0.25, eth=2000)) as feed:
+        # Ours: `golem-provider discovery serve`; the table needs provider_name.
+        async with our_discovery(tmp_path) as discovery:
+            node = advertising_node(tmp_path / "a", test_guest, discovery, feed.url)
+            env = requestor_env(tmp_path / "home-a", discovery)
+            async with running(node):
+                row = await listed_by_the_requestor(requestor, env, node, discovery)
+                assert row["provider_name"] == "acceptance-node"
+                assert row["ip_address"] == "127.0.0.1"
+                assert row["platform"] == "x86_64"
+                assert row["country"] == "SE"
+                assert row["pricing"] == PRICING
+                table = await golem(requestor, env, "vm", "providers")
+                assert table.returncode == 0, table.stderr.decode()
+                assert provider_id(node) in table.stdout.decode()
+                assert "acceptance-node" in table.stdout.decode()
+                # The requestor's filters reach our service: too big a VM finds nothing.
+                too_big = await golem(
+                    requestor, env, "vm", "providers", "--json", "--cpu", "100000"
+                )
+                assert json.loads(too_big.stdout)["providers"] == []
+
+        # Upstream's server, unchanged: the same node, the same row (without the fields
+        # its answers lack).
+        (tmp_path / "upstream").mkdir()
+        async with upstream(upstream_venv, tmp_path / "upstream") as discovery:
+            node = advertising_node(tmp_path / "b", test_guest, discovery, feed.url)
+            env = requestor_env(tmp_path / "home-b", discovery)
+            async with running(node):
+                row = await listed_by_the_requestor(requestor, env, node, discovery)
+                assert row["ip_address"] == "127.0.0.1"
+                assert row["country"] == "SE"
+                assert row["pricing"] == PRICING
