@@ -61,10 +61,11 @@ class NodeProcess:
     guest_cache: Path
     checkers: tuple[str, ...] = ()  # port-check servers (ours, on loopback)
     extra_env: tuple[tuple[str, str], ...] = ()
+    host: str = "127.0.0.1"  # where the API listens (a loopback address)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
+        return f"http://{self.host}:{self.port}/api/v1"
 
     @property
     def operator(self) -> dict[str, str]:
@@ -109,9 +110,7 @@ class NodeProcess:
         if not guest.exists():
             self.data.mkdir(parents=True, exist_ok=True)
             guest.symlink_to(self.guest_cache)  # the test guest is built once per machine
-        result = await self.cli(
-            "start", "--daemon", "--host", "127.0.0.1", "--port", str(self.port)
-        )
+        result = await self.cli("start", "--daemon", "--host", self.host, "--port", str(self.port))
         assert result.returncode == 0, result.stderr.decode()
 
     def pid(self) -> int:
