@@ -13,7 +13,20 @@ import trio
 
 from golem_actor.logs import configure_logging
 
-from . import api, api_upstream, boot, chain, discovery, gating, images, kernel, netns, relay, vpn
+from . import (
+    advert,
+    api,
+    api_upstream,
+    boot,
+    chain,
+    discovery,
+    gating,
+    images,
+    kernel,
+    netns,
+    relay,
+    vpn,
+)
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
 BENCHES: dict[str, Bench] = {
@@ -23,6 +36,7 @@ BENCHES: dict[str, Bench] = {
     "boot": boot.run,
     "chain": chain.run,
     "gating": gating.run,
+    "advert": advert.run,
     "discovery": discovery.run,
     "vpn": vpn.run,
     "netns": netns.run,

@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
@@ -149,13 +149,16 @@ async def running_memory_api(
     *,
     payments: Payments | None = None,
     provider: str = MEMORY_PROVIDER,
+    adjust: Callable[[NodeParts], NodeParts] | None = None,
 ) -> AsyncIterator[ApiNode]:
-    """The tree of `memory_parts` running in this trio loop until the block ends."""
+    """The tree of `memory_parts` (changed by `adjust`) in this trio loop until the block
+    ends."""
     async with trio.open_nursery() as nursery:
         sshd = partial(trio.serve_tcp, _fake_sshd, 0, host=HOST)
         listeners = await nursery.start(sshd)
         backend = MemoryBackend(ssh=Endpoint(HOST, listeners[0].socket.getsockname()[1]))
-        tree = node_tree(memory_parts(backend, data, vms, payments=payments, provider=provider))
+        parts = memory_parts(backend, data, vms, payments=payments, provider=provider)
+        tree = node_tree(parts if adjust is None else adjust(parts))
         await nursery.start(tree.root.run, Inbox("node"))
         gc.freeze()  # as golem_actor.runtime.run_node does once the tree is ready
         try:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import httpx
 import msgspec
 
+from golem_actor.adapters.tls import tls_context
 from golem_actor.discovery.schemas import AdvertBody
 from golem_actor.signer import Signer
 
@@ -71,7 +72,8 @@ class DiscoveryPoster:
         ok: tuple[int, ...],
     ) -> None:
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
+            tls = await tls_context()
+            async with httpx.AsyncClient(timeout=self._timeout, verify=tls) as client:
                 reply = await client.request(method, url, content=body, headers=headers)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise PublishError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc

@@ -24,6 +24,8 @@ import trio
 
 from golem_actor.domain.pricing import positive_rate
 
+from .tls import tls_context
+
 __all__ = ["ETH_IDS", "FeedError", "FixedRates", "PriceFeed", "Quote"]
 
 ETH_IDS = ("ethereum",)
@@ -97,7 +99,8 @@ class PriceFeed:
         problems: list[str] = []
         last: FeedError | None = None
         timeout = httpx.Timeout(self._timeout)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        tls = await tls_context()
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=tls) as client:
             for url in self.urls:
                 try:
                     document = await self._ask(client, url)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import httpx
 import trio
 
+from .tls import tls_context
+
 __all__ = ["discover_public_ip"]
 
 
@@ -16,7 +18,7 @@ async def discover_public_ip(
 ) -> tuple[str | None, list[str]]:
     """(address, []) or (None, why each service failed); never raises, never hangs."""
     failures: list[str] = []
-    async with httpx.AsyncClient(timeout=time_limit) as client:
+    async with httpx.AsyncClient(timeout=time_limit, verify=await tls_context()) as client:
         for service in services:
             with trio.move_on_after(time_limit) as waited:
                 try:

@@ -17,6 +17,8 @@ import httpx
 import msgspec
 import trio
 
+from golem_actor.adapters.tls import tls_context
+
 __all__ = ["PortAnswer", "ServerAnswer", "check_ports"]
 
 DEFAULT_TIMEOUT = 30.0
@@ -101,7 +103,10 @@ async def _ask_server(
     error: str | None = f"no answer within {time_limit:g} s"
     with trio.move_on_after(time_limit):
         try:
-            async with httpx.AsyncClient(timeout=time_limit, transport=transport) as client:
+            tls = await tls_context()
+            async with httpx.AsyncClient(
+                timeout=time_limit, transport=transport, verify=tls
+            ) as client:
                 for batch in batches:
                     results.update(await _ask_batch(client, url, provider_ip, batch))
             error = None
