@@ -159,6 +159,14 @@ async def test_sigkill_while_one_vm_runs_and_another_is_being_created(
         assert len(node.qemus()) == 2  # no orphan QEMU
         assert first["ssh_port"] != halfway["ssh_port"]  # no port handed out twice
         assert "deleting a VM this node has no record of" not in node.log_events()
+        # The books after the restart count each VM exactly once (not also as used memory).
+        capacity = (await client.get(f"{node.url}/admin/state", headers=node.operator)).json()[
+            "capacity"
+        ]
+        assert capacity["vms"] == 2
+        assert capacity["allocated"] == {
+            axis: sum(v["resources"][axis] for v in listed) for axis in ("cpu", "memory", "storage")
+        }
 
         for vm_id in (first["id"], second["vm_id"]):
             assert (await client.delete(f"{node.url}/vms/{vm_id}")).status_code == 200
