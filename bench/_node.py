@@ -186,7 +186,8 @@ def node_settings(data: Path, guest_cache: Path, *, ssh_port: int) -> Settings:
     """A loopback-only QEMU node in `data` whose one public SSH port is `ssh_port`.
 
     One port means the bench knows a VM's public port before the create answers.
-    Port verification is skipped: nothing is asked of the Internet.
+    Port verification is skipped: nothing is asked of the Internet. The CPU and storage
+    thresholds never bound (a busy machine would otherwise refuse the timed creates).
     The backend's guest cache `<data>/guest` is a symlink to `guest_cache`.
     """
     data.mkdir(parents=True, exist_ok=True)
@@ -208,6 +209,9 @@ def node_settings(data: Path, guest_cache: Path, *, ssh_port: int) -> Settings:
             "coingecko_api_url": ["http://127.0.0.1:9/api/v3"],  # nor a price feed
             "reserve_memory_gb": 0,
             "reserve_storage_gb": 0,
+            # A bench times creates: a busy shared machine must not refuse them.
+            "cpu_threshold": 100.0,
+            "storage_threshold": 100.0,
             "launch_timeout_seconds": 60.0,
             "log_format": "json",
         },
