@@ -87,6 +87,10 @@ class NodeProcess:
             GOLEM_PROVIDER_PUBLIC_IP_SERVICES="[]",
             GOLEM_PROVIDER_UPDATE_INDEX_URL="http://127.0.0.1:9/",
             GOLEM_PROVIDER_COINGECKO_API_URL="http://127.0.0.1:9/api/v3",  # no price feed
+            # Never Golem Base or its faucet on the Internet (tests set their double's).
+            GOLEM_PROVIDER_GOLEM_BASE_RPC_URL="http://127.0.0.1:9/rpc",
+            GOLEM_PROVIDER_GOLEM_BASE_WS_URL="ws://127.0.0.1:9/rpc/ws",
+            GOLEM_PROVIDER_FAUCET_URL="",
         )
         env.update(self.extra_env)
         return env
