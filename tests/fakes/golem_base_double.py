@@ -54,6 +54,7 @@ from golem_actor.portcheck.server import serve_app
 __all__ = ["GolemBaseDouble", "RpcFault", "serving"]
 
 GWEI = 10**9
+GAS_LIMIT = 30_000_000
 
 
 class RpcFault(Exception):
@@ -104,6 +105,10 @@ class GolemBaseDouble:
     def block(self) -> int:
         return self.first_block + int((self.clock() - self.start) / self.block_time)
 
+    @staticmethod
+    def block_hash(number: int) -> str:
+        return "0x" + keccak(number.to_bytes(8, "big")).hex()
+
     def fund(self, address: str, wei: int) -> None:
         key = address.lower()
         self.balances[key] = self.balances.get(key, 0) + wei
@@ -134,7 +139,11 @@ class GolemBaseDouble:
                     "topics": [topic, key],
                     "data": "0x" + "".join(_word(w) for w in words),
                     "blockNumber": _hex(block),
+                    "blockHash": self.block_hash(block),
                     "transactionHash": tx_hash,
+                    "transactionIndex": "0x0",
+                    "logIndex": _hex(len(logs)),
+                    "removed": False,
                 }
             )
 
@@ -214,8 +223,15 @@ class GolemBaseDouble:
         number = self.block() if tag in ("latest", "pending") else int(tag, 16)
         return {
             "number": _hex(number),
+            "hash": self.block_hash(number),
+            "parentHash": self.block_hash(max(number - 1, 0)),
             "baseFeePerGas": _hex(self.base_fee),
+            "gasLimit": _hex(GAS_LIMIT),
+            "gasUsed": "0x0",
             "timestamp": _hex(int(time.time())),
+            "miner": "0x" + "00" * 20,
+            "extraData": "0x",
+            "logsBloom": "0x" + "00" * 256,
             "transactions": [],
         }
 
@@ -300,8 +316,13 @@ class GolemBaseDouble:
         self.receipts[tx_hash] = {
             "transactionHash": tx_hash,
             "blockNumber": _hex(block),
+            "blockHash": self.block_hash(block),
+            "transactionIndex": "0x0",
+            "type": "0x2",
             "status": _hex(status),
             "gasUsed": _hex(needed),
+            "cumulativeGasUsed": _hex(needed),
+            "logsBloom": "0x" + "00" * 256,
             "effectiveGasPrice": _hex(price),
             "contractAddress": None,
             "from": sender,
