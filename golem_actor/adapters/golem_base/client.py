@@ -51,7 +51,7 @@ class _Pair(msgspec.Struct):
 
 class _Meta(msgspec.Struct, rename="camel"):
     owner: str
-    expires_at_block: int
+    expires_at_block: int | str  # a JSON number; a quantity ("0x...") is taken too
     string_annotations: list[_Pair] | None = None
     numeric_annotations: list[_Pair] | None = None
 
@@ -66,12 +66,14 @@ def _meta(key: str, raw: Any) -> EntityMeta:
         meta = msgspec.convert(raw, _Meta)
         strings = {p.key: str(p.value) for p in meta.string_annotations or []}
         numbers = {p.key: int(p.value) for p in meta.numeric_annotations or []}
+        expires = meta.expires_at_block
+        expires_at = expires if isinstance(expires, int) else int(expires, 16)
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         raise GolemBaseError(f"metadata of {key}: unexpected answer: {exc}") from exc
     return EntityMeta(
         key=key,
         owner=meta.owner,
-        expires_at_block=meta.expires_at_block,
+        expires_at_block=expires_at,
         annotations=Annotations.of(strings, numbers),
     )
 
