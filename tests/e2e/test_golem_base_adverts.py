@@ -5,9 +5,10 @@ The node (a real process, QEMU backend, the test guest) starts with no gas on th
 chain: it tops its account up through a local PoW faucet, then creates one entity with
 upstream's annotations, signed by its key (the double recovers the sender from the
 signature and checks it owns what it changes). Creating a VM updates the entity (the
-same key, fewer cores), and the discovery advert follows; with a short BTL (12 blocks of
-1 s) the entity is extended before it expires; a node killed and started again finds its
-entity instead of creating a second one; a clean stop deletes the entity and the advert.
+same key, fewer cores), and the discovery advert follows; with a short BTL (24 blocks of
+1 s) the entity is extended before it expires (the double refuses to extend an expired
+entity); a node killed and started again finds its entity instead of creating a second
+one; a clean stop deletes the entity and the advert.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pow_faucet import KEY, PowFaucet, serving_faucet
 pytestmark = pytest.mark.e2e
 
 ETH = 10**18
-INTERVAL = 6  # GOLEM_BASE_ADVERTISEMENT_INTERVAL: a check every 2 s, BTL 12 blocks
+INTERVAL = 12  # GOLEM_BASE_ADVERTISEMENT_INTERVAL: a check every 4 s, BTL 24 blocks of 1 s
 ADVERTS = "/api/v1/advertisements"
 
 
@@ -128,9 +129,12 @@ async def test_golem_base_entity_lives_with_the_node(
                 assert any(w.tx.updates for w in double.writes)
                 await wait_advert(client, url, lambda a: a["resources"]["cpu"] == cpus - 1)
 
-                # 12 blocks of 1 s: it must be extended to outlive them.
-                await wait_for("an extension", lambda: any(w.tx.extends for w in double.writes))
-                await trio.sleep(14)  # past the first BTL after the last update
+                # 24 blocks of 1 s: it must be extended to outlive them, and an extension
+                # of an entity that expired fails in the double.
+                await wait_for(
+                    "an extension",
+                    lambda: any(e.key == entity.key for w in double.writes for e in w.tx.extends),
+                )
                 assert [e.key for e in ours(double, provider_id)] == [entity.key]
 
                 deleted = await client.delete(f"{node.url}/vms/{created.json()['id']}")
@@ -140,12 +144,12 @@ async def test_golem_base_entity_lives_with_the_node(
                     lambda: [e.numbers["golem_cpu"] for e in ours(double, provider_id)] == [cpus],
                 )
 
-                node.kill()  # no clean stop: the entity stays
+                node.kill()  # no clean stop: the entity stays (just updated: ~24 s to live)
                 creates = sum(len(w.tx.creates) for w in double.writes)
                 await node.start()
                 writes, calls = len(double.writes), len(double.methods)
                 await wait_for("a check by the new process", lambda: len(double.methods) > calls)
-                await trio.sleep(2 * INTERVAL / 3 + 1)
+                await trio.sleep(INTERVAL / 3 + 1)  # and its first check is done
                 assert [e.key for e in ours(double, provider_id)] == [entity.key]
                 assert sum(len(w.tx.creates) for w in double.writes) == creates
                 assert len(double.writes) >= writes
