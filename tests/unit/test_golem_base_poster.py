@@ -27,6 +27,8 @@ from actors.advertiser import (
     PublishError,
 )
 from actors.advertiser.golem_base_plan import extend_margin
+from golem_actor.adapters.chain.rpc import RpcClient
+from golem_actor.adapters.golem_base import GolemBaseClient, GolemBaseError, StorageTx, Write
 from golem_actor.discovery import DiscoveryConfig, run_server
 from golem_actor.discovery.schemas import AdvertBody, Resources
 from golem_actor.identity import ProviderKey
@@ -283,3 +285,22 @@ async def test_both_posts_to_the_discovery_server_and_golem_base(tmp_path: Path)
         async with httpx.AsyncClient(trust_env=False) as client:
             assert (await client.get(url)).json()["resources"]["cpu"] == 5
         nursery.cancel_scope.cancel()
+
+
+async def test_the_double_lets_only_the_owner_change_an_entity() -> None:
+    key, thief = signer(), signer()
+    async with chain() as (served, _):
+        double = served.double
+        for who in (key, thief):
+            double.fund(who.address, ETH)
+        await poster(served, key).publish(advert())
+        (entity,) = ours(double, key)
+        async with RpcClient(served.rpc_url) as rpc:
+            client = GolemBaseClient(rpc, thief.transaction_sender(rpc, max_fee_cap_wei=10**12))
+            with pytest.raises(GolemBaseError, match="is not the owner"):
+                await client.price(StorageTx(deletes=(entity.key,)))
+            write = Write(tx=StorageTx(deletes=(entity.key,)), gas=100_000, max_cost_wei=0)
+            with pytest.raises(GolemBaseError, match="reverted"):
+                await client.write(write)  # sent anyway: mined, reverted, gas charged
+        assert [e.key for e in ours(double, key)] == [entity.key]
+        assert double.balances[thief.address.lower()] < ETH
