@@ -8,7 +8,8 @@ many blocks (upstream's numbers); `both` attempts at the shorter of the two inte
 Golem Base gas comes from the PoW faucet unless the network is mainnet or FAUCET_URL is
 empty. The public IP is `PUBLIC_IP` when set, else asked of the echo services
 (`PUBLIC_IP_SERVICES`) at each attempt, as upstream does. In development the name carries
-upstream's `DEVMODE-` prefix.
+upstream's `DEVMODE-` prefix and, with `PUBLIC_IP=auto`, the advert carries the host's LAN
+address (as upstream's development mode does; the echo services only when there is none).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from actors.advertiser import (
     Minimums,
     Poster,
 )
-from golem_actor.adapters.public_ip import discover_public_ip
+from golem_actor.adapters.public_ip import discover_public_ip, lan_ipv4
 from golem_actor.settings import Settings
 from golem_actor.signer import Signer
 
@@ -115,10 +116,13 @@ def public_ip_source(settings: Settings) -> Callable[[], Awaitable[str | None]]:
     """The configured PUBLIC_IP, or the echo services' answer (None when none answers)."""
     configured = None if settings.public_ip == "auto" else settings.public_ip
     services = tuple(settings.public_ip_services)
+    development = settings.environment == "development"
 
     async def public_ip() -> str | None:
         if configured is not None:
             return configured
+        if development and (lan := await lan_ipv4()) is not None:
+            return lan
         found, failures = await discover_public_ip(services)
         if found is None:
             log.warning("public IP unknown", failures=failures)
