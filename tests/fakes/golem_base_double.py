@@ -27,16 +27,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
-import msgspec
-import trio
 from eth_account import Account
 from eth_utils.crypto import keccak
 from golem_base_query import Entity, QueryError, parse_query
-from quart import request, websocket
-from quart_trio import QuartTrio
+from jsonrpc_server import RpcFault, serving_rpc
 
 from golem_actor.adapters.golem_base import rlp
 from golem_actor.adapters.golem_base.storage import (
@@ -49,19 +45,11 @@ from golem_actor.adapters.golem_base.storage import (
     decode_storage_tx,
     entity_key,
 )
-from golem_actor.portcheck.server import serve_app
 
-__all__ = ["GolemBaseDouble", "RpcFault", "serving"]
+__all__ = ["GolemBaseDouble", "RpcFault", "Serving", "serving"]
 
 GWEI = 10**9
 GAS_LIMIT = 30_000_000
-
-
-class RpcFault(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class StorageFailure(Exception):
@@ -374,50 +362,13 @@ class GolemBaseDouble:
     def rpc_golembase_getEntityCount(self) -> int:
         return len(self.live())
 
-    def answer(self, body: bytes) -> bytes:
-        """One JSON-RPC exchange (a request or a batch), encoded."""
-        try:
-            decoded = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            return msgspec.json.encode(
-                {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
-            )
-        if isinstance(decoded, list):
-            return msgspec.json.encode([self._one(item) for item in decoded])
-        return msgspec.json.encode(self._one(decoded))
 
-    def _one(self, item: Any) -> dict[str, Any]:
-        request_id = item.get("id") if isinstance(item, dict) else None
-        try:
-            if not isinstance(item, dict) or not isinstance(item.get("method"), str):
-                raise RpcFault(-32600, "invalid request")
-            result = self.dispatch(item["method"], list(item.get("params") or []))
-        except RpcFault as fault:
-            error = {"code": fault.code, "message": fault.message}
-            return {"jsonrpc": "2.0", "id": request_id, "error": error}
-        except TypeError as exc:
-            error = {"code": -32602, "message": f"invalid params: {exc}"}
-            return {"jsonrpc": "2.0", "id": request_id, "error": error}
-        return {"jsonrpc": "2.0", "id": request_id, "result": result}
-
-
-def make_app(double: GolemBaseDouble) -> QuartTrio:
-    app = QuartTrio("golem_base_double")
-
-    @app.post("/rpc")
-    async def rpc() -> tuple[bytes, int, dict[str, str]]:
-        body = await request.get_data(as_text=False)
-        assert isinstance(body, bytes)
-        return double.answer(body), 200, {"content-type": "application/json"}
-
-    @app.websocket("/rpc/ws")
-    async def rpc_ws() -> None:
-        while True:
-            message = await websocket.receive()
-            raw = message.encode() if isinstance(message, str) else message
-            await websocket.send(double.answer(raw).decode())
-
-    return app
+@asynccontextmanager
+async def serving(double: GolemBaseDouble) -> AsyncIterator[Serving]:
+    """`double` on a free port of 127.0.0.1 (JSON-RPC at /rpc, WebSocket at /rpc/ws) until
+    the block ends."""
+    async with serving_rpc(double.dispatch) as (rpc_url, ws_url):
+        yield Serving(double, rpc_url, ws_url)
 
 
 @dataclass(frozen=True)
@@ -425,13 +376,3 @@ class Serving:
     double: GolemBaseDouble
     rpc_url: str
     ws_url: str
-
-
-@asynccontextmanager
-async def serving(double: GolemBaseDouble) -> AsyncIterator[Serving]:
-    """`double` on a free port of 127.0.0.1 until the block ends."""
-    async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(partial(serve_app, make_app(double), "127.0.0.1", 0))
-        base = binds[0]
-        yield Serving(double, f"{base}/rpc", base.replace("http://", "ws://") + "/rpc/ws")
-        nursery.cancel_scope.cancel()
