@@ -51,7 +51,14 @@ from golem_actor.kernel import (
 from golem_actor.runtime import StopHandle
 from golem_actor.settings import ZERO_ADDRESS, Settings
 
-from .advertising import advert_identity, advert_minimums, advert_poster, public_ip_source
+from .advertising import (
+    advert_identity,
+    advert_interval,
+    advert_minimums,
+    advert_poster,
+    public_ip_source,
+    withdraw_timeout,
+)
 from .parts import NodeParts
 from .pricing import pricing_interval, usd_prices, wei_override
 
@@ -262,8 +269,9 @@ def node_tree(parts: NodeParts) -> NodeTree:
             public_ip=public_ip_source(settings),
             identity=advert_identity(settings, parts.platform),
             minimums=advert_minimums(settings),
-            interval=float(settings.advertisement_interval),
+            interval=advert_interval(settings),
             debounce=parts.advert_debounce,
+            withdraw_timeout=withdraw_timeout(settings),
             clock=parts.clock or time.time,
         )
 

@@ -1,8 +1,11 @@
-"""The advertiser actor: the node's advert on a discovery server, true and withdrawn."""
+"""The advertiser actor: the node's advert on a discovery server and Golem Base, true and
+withdrawn."""
 
 from .actor import Advertiser, Poster
 from .advert import Identity, Minimums, make_advert
 from .discovery import DiscoveryPoster, PublishError
+from .fanout import FanoutPoster
+from .golem_base import FaucetSettings, GolemBasePoster
 from .messages import (
     Advertise,
     AdvertiserMsg,
@@ -22,7 +25,10 @@ __all__ = [
     "AdvertiserMsg",
     "CapacityChanged",
     "DiscoveryPoster",
+    "FanoutPoster",
+    "FaucetSettings",
     "GetAdvertState",
+    "GolemBasePoster",
     "Identity",
     "Minimums",
     "Poster",

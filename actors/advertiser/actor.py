@@ -1,4 +1,7 @@
-"""`Advertiser`: keeps the node's advert on the discovery server true, and takes it down.
+"""`Advertiser`: keeps the node's advert true where it advertises, and takes it down.
+
+Where is the poster's business (a discovery server, Golem Base, or both: see
+discovery.py, golem_base.py, fanout.py); this actor decides when and what.
 
 Theory of operation:
 - An attempt (at start, then every `interval`) runs as work: it asks resource_tracker
@@ -18,8 +21,7 @@ Theory of operation:
   bug. Each change of phase or reason is logged once.
 - On a clean stop, an advert that was taken (or may have been: an attempt was in flight)
   is withdrawn (signed DELETE), within `withdraw_timeout`, after that attempt is cancelled.
-- Without a poster (ADVERTISER_TYPE has no discovery server, or no key) the actor only
-  reports why it does not advertise.
+- Without a poster (no provider key) the actor only reports why it does not advertise.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ AdvertPhase = Literal["disabled", "pending", "advertised", "skipped", "failed", 
 class AdvertState(msgspec.Struct, frozen=True, kw_only=True):
     """Where the node advertises and how that stands (for `status` and tests)."""
 
-    target: str  # the discovery server's URL; empty when not advertising there
+    target: str  # where: the discovery server's URL, "golem_base <rpc url>", or both (" + ")
     phase: AdvertPhase
     why: str  # why skipped, failed or disabled; empty otherwise
     last_accepted_at: float | None  # Unix seconds of the last advert the server took

@@ -168,6 +168,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     discovery_url: HttpUrl = "http://discovery.golem.network:9001"
     golem_base_rpc_url: HttpUrl = "https://ethwarsaw.holesky.golemdb.io/rpc"
     golem_base_ws_url: WsUrl = "wss://ethwarsaw.holesky.golemdb.io/rpc/ws"
+    # Golem Base: checked every third of this (s); an entity lives twice this many blocks.
+    golem_base_advertisement_interval: PositiveInt = 3600
+    # The PoW faucet that pays Golem Base gas (testnets; empty FAUCET_URL: none).
+    faucet_url: OptionalHttpUrl = "https://ethwarsaw.holesky.golemdb.io/faucet"
+    captcha_url: HttpUrl = "https://cap.gobas.me"
+    captcha_api_key: NonEmptyStr = "05381a2cef5e"
 
     # Pricing, in USD per unit and month.
     price_usd_per_core_month: NonNegativeFloat = 5.0

@@ -92,6 +92,10 @@ class NodeProcess:
             # thresholds bound only what a test asks for (memory stays at its default).
             GOLEM_PROVIDER_CPU_THRESHOLD="100",
             GOLEM_PROVIDER_STORAGE_THRESHOLD="100",
+            # Never Golem Base or its faucet on the Internet (tests set their double's).
+            GOLEM_PROVIDER_GOLEM_BASE_RPC_URL="http://127.0.0.1:9/rpc",
+            GOLEM_PROVIDER_GOLEM_BASE_WS_URL="ws://127.0.0.1:9/rpc/ws",
+            GOLEM_PROVIDER_FAUCET_URL="",
         )
         env.update(self.extra_env)
         return env
