@@ -31,6 +31,7 @@ from golem_actor.domain.host_load import HostLoad, Thresholds, threshold_bounds
 from golem_actor.domain.pricing import PriceInfo
 from golem_actor.domain.resources import ZERO, Resources
 from golem_actor.kernel import Actor, Inbox
+from golem_actor.settings import SettingsError, load_settings
 
 GIB = 1024**3
 HOST = Resources.from_gb(cpus=8, memory_gb=16, storage_gb=200)
@@ -315,3 +316,16 @@ async def test_psutil_reads_this_host(tmp_path: Path) -> None:
     assert 0 < reading.memory_used < reading.memory_total
     assert 0 < reading.storage_used < reading.storage_total
     assert reading.memory_total == psutil.virtual_memory().total
+
+
+def test_thresholds_are_settings_under_upstreams_names(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "GOLEM_PROVIDER_MEMORY_THRESHOLD": "70.5"}
+    settings = load_settings(env=env)
+    assert (settings.cpu_threshold, settings.memory_threshold, settings.storage_threshold) == (
+        90.0,
+        70.5,
+        90.0,
+    )
+    with pytest.raises(SettingsError, match="GOLEM_PROVIDER_CPU_THRESHOLD") as info:
+        load_settings(env={"HOME": str(tmp_path), "GOLEM_PROVIDER_CPU_THRESHOLD": "120"})
+    assert "at most 100" in str(info.value)
