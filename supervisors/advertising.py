@@ -4,12 +4,14 @@ Why: `ADVERTISER_TYPE` keeps upstream's values: `discovery_server` posts to DISC
 `golem_base` keeps one entity on Golem Base (GOLEM_BASE_RPC_URL), `both` does both through
 one fan-out poster. Nothing is posted without the provider key's signer. Golem Base is
 checked every third of GOLEM_BASE_ADVERTISEMENT_INTERVAL and its entity lives twice that
-many blocks (upstream's numbers); `both` attempts at the shorter of the two intervals.
-Golem Base gas comes from the PoW faucet unless the network is mainnet or FAUCET_URL is
-empty. The public IP is `PUBLIC_IP` when set, else asked of the echo services
-(`PUBLIC_IP_SERVICES`) at each attempt, as upstream does. In development the name carries
-upstream's `DEVMODE-` prefix and, with `PUBLIC_IP=auto`, the advert carries the host's LAN
-address (as upstream's development mode does; the echo services only when there is none).
+many blocks (upstream's numbers); `both` attempts at the shorter of the two intervals. With
+the `local` payments profile nothing goes to Golem Base (`both` posts only to
+DISCOVERY_URL), since no requestor out there can pay on the node's own chain. Golem Base gas
+comes from the PoW faucet unless the network is mainnet or FAUCET_URL is empty. The public
+IP is `PUBLIC_IP` when set, else asked of the echo services (`PUBLIC_IP_SERVICES`) at each
+attempt, as upstream does. In development the name carries upstream's `DEVMODE-` prefix and,
+with `PUBLIC_IP=auto`, the advert carries the host's LAN address (as upstream's development
+mode does; the echo services only when there is none).
 """
 
 from __future__ import annotations
@@ -75,6 +77,16 @@ def advert_poster(settings: Settings, signer: Signer | None) -> tuple[Poster | N
     discovery = DiscoveryPoster(settings.discovery_url, signer)
     if kind == "discovery_server":
         return discovery, ""
+    if settings.payments_network == "local":
+        # Streams to this node are paid on its own anvil, which no requestor on the
+        # public market can reach: a Golem Base advert would only sell what cannot be
+        # bought (and reach out from a node meant to run offline).
+        if kind == "both":
+            return discovery, ""
+        return None, (
+            "local payments: the public market cannot pay on this node's own chain "
+            "(ADVERTISER_TYPE=discovery_server with a DISCOVERY_URL of yours advertises there)"
+        )
     golem_base = golem_base_poster(settings, signer)
     if kind == "golem_base":
         return golem_base, ""

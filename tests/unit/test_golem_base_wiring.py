@@ -44,6 +44,18 @@ def test_each_advertiser_type_gets_its_poster() -> None:
     assert why == "no provider key to sign adverts with"
 
 
+def test_local_payments_keep_off_the_public_market() -> None:
+    none, why = advert_poster(settings(payments_network="local"), SIGNER)
+    assert none is None
+    assert why.startswith("local payments:")
+    both, _ = advert_poster(settings(payments_network="local", advertiser_type="both"), SIGNER)
+    assert isinstance(both, DiscoveryPoster)
+    own, _ = advert_poster(
+        settings(payments_network="local", advertiser_type="discovery_server"), SIGNER
+    )
+    assert isinstance(own, DiscoveryPoster)
+
+
 def test_intervals_are_upstreams() -> None:
     assert advert_interval(settings()) == 1200  # a third of GOLEM_BASE_ADVERTISEMENT_INTERVAL
     assert advert_interval(settings(advertiser_type="discovery_server")) == 240
