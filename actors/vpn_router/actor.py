@@ -95,12 +95,24 @@ class VpnRegistry(msgspec.Struct, frozen=True):
     networks: list[VpnNetwork] = []
 
 
+def _switch_network(network: VpnNetwork) -> SwitchNetwork:
+    return SwitchNetwork(
+        network.id,
+        IPv4Network(network.network),
+        IPv4Address(network.gateway),
+        lease_seconds=LEASE_SECONDS,
+    )
+
+
 def _refused(error: rules.NetRuleError) -> NetRefused:
     kind = next(k for cls, k in _KINDS if isinstance(error, cls))
     return NetRefused(kind, str(error))
 
 
 NIC_TICK = 1.0  # seconds between looks for NICs to open or reconnect
+# Short DHCP leases: a guest renews every 30 s, so one that rejoined on another address
+# (or left) learns it at its next renewal (the router NAKs an address that is not its).
+LEASE_SECONDS = 60
 
 
 class VpnRouter(Actor[VpnMsg]):
@@ -235,10 +247,7 @@ class VpnRouter(Actor[VpnMsg]):
     def _apply(self) -> None:
         """Make the fabric's switch hold the registry's networks and members, and the
         attached fd ports; close the NICs of VMs that are in no network any more."""
-        networks = [
-            SwitchNetwork(n.id, IPv4Network(n.network), IPv4Address(n.gateway))
-            for n in self._networks.values()
-        ]
+        networks = [_switch_network(n) for n in self._networks.values()]
         members = [
             Member(row.vm_id, row.network_id, IPv4Address(row.ip), nic_mac(row.vm_id))
             for row in self._membership.rows
@@ -301,7 +310,7 @@ class VpnRouter(Actor[VpnMsg]):
         address = IPv4Address(ip)
         member = Member(endpoint, network_id, address, mac or guest_mac(address))
         refused = self._fabric.apply(
-            [SwitchNetwork(n.id, n.net, IPv4Address(n.gateway)) for n in self._networks.values()],
+            [_switch_network(n) for n in self._networks.values()],
             [*self._current_members(), member],
         )
         if any(r.startswith(member_id(endpoint, network_id) + ":") for r in refused):

@@ -30,10 +30,12 @@ import socket
 from pathlib import Path
 from typing import Protocol
 
+from golem_actor.adapters.qemu import VmPaths
+
 __all__ = ["NIC_QEMU_SOCKET", "NIC_ROUTER_SOCKET", "FdPort", "FramePort", "NicPort"]
 
-NIC_QEMU_SOCKET = "vpn.sock"  # in the VM directory: QEMU's end (QEMU binds it)
-NIC_ROUTER_SOCKET = "vpn-router.sock"  # in the VM directory: the router's end
+NIC_QEMU_SOCKET = VmPaths.VPN_NIC  # in the VM directory: QEMU's end (QEMU binds it)
+NIC_ROUTER_SOCKET = VmPaths.VPN_ROUTER  # in the VM directory: the router's end
 MAX_FRAME = 65536  # larger than any frame the switch lets through (MTU + 14)
 _GONE = (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTCONN, errno.EDESTADDRREQ)
 
