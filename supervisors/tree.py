@@ -187,7 +187,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     def api() -> ApiActor:
         prices = tree.address_of(pricing_spec)
         # Bound first: mypy would infer the spec's type from the narrower parameter.
-        advertiser = tree.address_of(advertiser_spec)
+        advertiser, vpn = tree.address_of(advertiser_spec), tree.address_of(vpn_spec)
         gate = None if payments is None else replace(payments.gate, pricing=prices)
         context = ApiContext(
             version=parts.version,
@@ -205,12 +205,13 @@ def node_tree(parts: NodeParts) -> NodeTree:
             pricing=prices,
             create_timeout=settings.launch_timeout_seconds + 30.0,
             stop=stop,
-            vpn_router=tree.address_of(vpn_spec),
+            vpn_router=vpn,
             limits=api_limits(settings),
             observed=Observed(
                 statistics=tree.statistics,
                 proxies=tree.address_of(proxies_spec),
                 advertiser=advertiser,
+                vpn=vpn,
             ),
         )
         return ApiActor(context, host=settings.host, port=settings.port)

@@ -101,15 +101,21 @@ class NicPort:
     def __init__(self, vm_dir: Path) -> None:
         self.router_path = vm_dir / NIC_ROUTER_SOCKET
         self.qemu_path = vm_dir / NIC_QEMU_SOCKET
+        # A socket address holds at most 107 bytes and a VM directory's path may be
+        # longer: names go through the directory's fd (`/proc/self/fd/N/name`).
+        self._dir = os.open(vm_dir, os.O_PATH | os.O_DIRECTORY)
+        self._router_name = f"/proc/self/fd/{self._dir}/{NIC_ROUTER_SOCKET}"
+        self._qemu_name = f"/proc/self/fd/{self._dir}/{NIC_QEMU_SOCKET}"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             with contextlib.suppress(FileNotFoundError):
                 self.router_path.unlink()  # a previous router's: nobody listens there
-            sock.bind(str(self.router_path))
+            sock.bind(self._router_name)
             os.chmod(self.router_path, 0o666)  # QEMU, the VM user, sends to it
         except OSError:
             sock.close()
+            os.close(self._dir)
             raise
         self._sock = sock
         self._peer: int | None = None  # the inode of QEMU's socket we are connected to
@@ -132,11 +138,11 @@ class NicPort:
         self._peer = None
         if inode is not None:
             with contextlib.suppress(OSError):
-                self._sock.connect(str(self.qemu_path))
+                self._sock.connect(self._qemu_name)
                 self._peer = inode
                 return True
         with contextlib.suppress(OSError):
-            self._sock.connect(str(self.router_path))
+            self._sock.connect(self._router_name)
         return False
 
     def fileno(self) -> int:
@@ -164,6 +170,8 @@ class NicPort:
         return True
 
     def close(self) -> None:
+        """Close the socket; its file stays (the VM directory's, removed with it, and
+        unlinked by the next bind)."""
         self._sock.close()
         with contextlib.suppress(OSError):
-            self.router_path.unlink()
+            os.close(self._dir)

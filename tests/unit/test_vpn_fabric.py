@@ -3,6 +3,7 @@ NIC over unix datagram socket paths (a stand-in for QEMU's `-netdev dgram`)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -163,11 +164,13 @@ async def test_a_full_peer_queue_waits_and_then_drains(tmp_path: Path) -> None:
 
 
 async def test_a_vm_nic_over_socket_paths_gets_dhcp_and_leaves_on_delete(tmp_path: Path) -> None:
-    vms = tmp_path / "vms"
+    vms = tmp_path / ("long" * 20) / "vms"  # longer than a socket address can hold
     (vms / "vm-1").mkdir(parents=True)
-    qemu = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # what QEMU binds
+    assert len(str(vms / "vm-1" / "vpn-router.sock")) > 108
+    directory = os.open(vms / "vm-1", os.O_PATH)
+    qemu = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # what QEMU binds (relative)
     qemu.setblocking(False)
-    qemu.bind(str(vms / "vm-1" / NIC_QEMU_SOCKET))
+    qemu.bind(f"/proc/self/fd/{directory}/{NIC_QEMU_SOCKET}")
     mac = nic_mac("vm-1")
     async with router(tmp_path / "state", vms) as vpn:
         net = await vpn.call(CreateNetwork(caller=ALICE, ip="10.6.0.0/24"))
@@ -177,7 +180,7 @@ async def test_a_vm_nic_over_socket_paths_gets_dhcp_and_leaves_on_delete(tmp_pat
         with trio.fail_after(5):
             while "vm-1" not in (await vpn.call(GetVpnStats())).endpoints:  # noqa: ASYNC110
                 await trio.sleep(0.05)
-        target = str(vms / "vm-1" / "vpn-router.sock")
+        target = f"/proc/self/fd/{directory}/vpn-router.sock"
         qemu.sendto(dhcp_request_frame(mac, DhcpType.DISCOVER), target)
         offer = await receive(qemu)
         header = parse_ipv4(offer)
@@ -212,3 +215,4 @@ async def test_a_vm_nic_over_socket_paths_gets_dhcp_and_leaves_on_delete(tmp_pat
         assert "vm-1" not in stats.endpoints
         assert not stats.members
     qemu.close()
+    os.close(directory)
