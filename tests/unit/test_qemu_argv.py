@@ -179,5 +179,7 @@ def test_vpn_nic_is_a_second_virtio_net_over_datagram_socket_paths() -> None:
     devices = [argv[i + 1] for i, a in enumerate(argv) if a == "-device"]
     nics = [d for d in devices if d.startswith("virtio-net-pci")]
     assert nics[0].startswith("virtio-net-pci,netdev=net0")  # eth0 stays user networking
-    assert nics[1] == "virtio-net-pci,netdev=vpn0,mac=92:13:01:02:03:04,host_mtu=1220,romfile="
+    assert nics[1] == (
+        "virtio-net-pci,netdev=vpn0,mac=92:13:01:02:03:04,host_mtu=1220,addr=0x9,romfile="
+    )
     assert "vpn0" not in " ".join(qemu_argv(_spec()))
