@@ -12,7 +12,8 @@ medians reported (frames/s and MB/s, MB = 10^6 bytes):
   the drain (`take`) in batches of 64, what the actor will run per frame.
 Target (issue 11): route >= 100k frames/s on one core. The ratio route / dict switch
 says what the rules cost over a bare switch; sockets and the event loop are not part
-of it (the actor's own bench will measure those).
+of it. Then `vpn_vms`: TCP between two real guests through the router, against the
+same guests' user networking (skipped without QEMU, or with GOLEM_BENCH_VPN_VMS=0).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from golem_actor.domain.vpn.ethernet import ETHERTYPE_IPV4, build_ethernet
 from golem_actor.domain.vpn.ipv4 import PROTO_UDP, build_ipv4, build_udp
 from golem_actor.domain.vpn.switch import Switch, SwitchNetwork, SwitchPort
 
+from . import vpn_vms
 from ._timing import Measure, compare
 
 FRAME_SIZE = 1220
@@ -140,6 +142,7 @@ async def run(n: int = 50_000, rounds: int = 9) -> dict[str, float]:
         "route_ratio": ratio,
         "queue_ratio": queue_ratio,
         **per_frame,
+        **(await vpn_vms.run()),
     }
 
 
