@@ -16,7 +16,8 @@ fabric never parses a length prefix. Two kinds:
   and `poll` reports it writable only while QEMU's receive queue has room, so a full
   guest is waited for, never spun on. While QEMU is not there (not started yet, or
   restarted with a new socket) frames to it are dropped and counted; the router's
-  periodic `refresh` notices a new QEMU socket (its inode changed) and reconnects. Both paths are in
+  periodic `refresh` notices a new QEMU socket (its inode or change time differs) and
+  reconnects. Both paths are in
   the VM directory because QEMU (the VM user, in its own user namespace) may be unable
   to traverse the node's data directory; the socket file is made writable for it.
 """
@@ -118,7 +119,7 @@ class NicPort:
             os.close(self._dir)
             raise
         self._sock = sock
-        self._peer: int | None = None  # the inode of QEMU's socket we are connected to
+        self._peer: tuple[int, int] | None = None  # QEMU's socket we are connected to
         self.refresh()
 
     @property
@@ -130,16 +131,18 @@ class NicPort:
         connected. A socket not connected to QEMU is connected to itself, which makes
         the kernel refuse every other sender."""
         try:
-            inode = os.stat(self.qemu_path).st_ino
+            info = os.stat(self.qemu_path)
         except OSError:
-            inode = None
-        if inode is not None and inode == self._peer:
+            identity = None
+        else:  # inode numbers are reused at once: the change time tells a new file apart
+            identity = (info.st_ino, info.st_ctime_ns)
+        if identity is not None and identity == self._peer:
             return True
         self._peer = None
-        if inode is not None:
+        if identity is not None:
             with contextlib.suppress(OSError):
                 self._sock.connect(self._qemu_name)
-                self._peer = inode
+                self._peer = identity
                 return True
         with contextlib.suppress(OSError):
             self._sock.connect(self._router_name)

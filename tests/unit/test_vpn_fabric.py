@@ -216,3 +216,54 @@ async def test_a_vm_nic_over_socket_paths_gets_dhcp_and_leaves_on_delete(tmp_pat
         assert not stats.members
     qemu.close()
     os.close(directory)
+
+
+async def test_a_nic_survives_a_router_crash_and_a_qemu_restart(tmp_path: Path) -> None:
+    vms = tmp_path / "vms"
+    (vms / "vm-2").mkdir(parents=True)
+    qemu_path = vms / "vm-2" / NIC_QEMU_SOCKET
+    router_path = str(vms / "vm-2" / "vpn-router.sock")
+    mac = nic_mac("vm-2")
+
+    def start_qemu() -> socket.socket:
+        qemu_path.unlink(missing_ok=True)  # as QEMU does: unlink, then bind
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(str(qemu_path))
+        return sock
+
+    async def offered(sock: socket.socket) -> bool:
+        sock.sendto(dhcp_request_frame(mac, DhcpType.DISCOVER), router_path)
+        reply = await receive(sock, 3.0)
+        return reply.startswith(mac)
+
+    qemu = start_qemu()
+    spec = ChildSpec(
+        "vpn_router",
+        lambda: VpnRouter(store=StateStore(tmp_path / "state"), vm_dir=lambda v: vms / v),
+    )
+    tree = Supervisor("root", [spec], intensity=3, period=60.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(tree.run, Inbox("root"))
+        vpn = tree.address_of(spec)
+        net = await vpn.call(CreateNetwork(caller=ALICE, ip="10.5.0.0/24"))
+        await vpn.call(
+            AddNode(caller=ALICE, network_id=net.id, node_id="vm-2", ip="10.5.0.9", vm=True)
+        )
+        with trio.fail_after(5):
+            while "vm-2" not in (await vpn.call(GetVpnStats())).endpoints:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert await offered(qemu)
+
+        vpn.try_cast("not a message")  # type: ignore[arg-type]  # the router crashes
+        with trio.fail_after(5):
+            while "vm-2" not in (await vpn.call(GetVpnStats())).endpoints:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert await offered(qemu)  # the next incarnation bound the same path again
+
+        qemu.close()
+        qemu = start_qemu()  # the VM restarted: a new socket on the same path
+        await trio.sleep(1.5)  # a NIC tick notices it
+        assert await offered(qemu)
+        nursery.cancel_scope.cancel()
+    qemu.close()
