@@ -6,9 +6,9 @@ with the same range. Joins happen while the guests run and they get their addres
 DHCP. A in one network and B in the other do not reach each other; a spoofed source
 address from A is dropped and counted (/metrics); B moved into A's network reaches it
 within seconds, and they exchange ICMP, TCP (busybox nc) and UDP; removing B cuts its
-traffic, adding it back restores it; after a SIGKILL of the node and a restart, traffic
-between A and B resumes (the guests never noticed); deleting a VM removes it from its
-network.
+traffic, adding it back restores it, and so does a stop/start of B; after a SIGKILL of
+the node and a restart, traffic between A and B resumes (the guests never noticed);
+deleting a VM removes it from its network.
 """
 
 from __future__ import annotations
@@ -194,6 +194,15 @@ async def test_guests_talk_by_virtual_ip_inside_their_network_only(
         assert not await pings(key, a, "10.20.0.3", count=1)
         await join(one, b, "10.20.0.3")
         await until(a_reaches_b, JOIN_BOUND, "A pings B after B joined again")
+
+        # B stopped and started: a new QEMU (a new NIC socket), the same membership
+        stopped = await client.post(f"{node.url}/vms/{b['id']}/stop", headers=auth)
+        assert stopped.status_code == 200, stopped.text
+        assert not await pings(key, a, "10.20.0.3", count=1)
+        started = await client.post(f"{node.url}/vms/{b['id']}/start", headers=auth)
+        assert started.status_code == 200, started.text
+        await wait_address(key, b, "10.20.0.3")
+        await until(a_reaches_b, JOIN_BOUND, "A pings B after B's restart")
 
         # SIGKILL of the node: QEMU keeps running; the restarted router binds its
         # sockets again and the traffic resumes
