@@ -41,7 +41,7 @@ import trio
 from actors.port_verifier import GetUsablePorts, PortsInUse, PortVerifierMsg
 from actors.resource_tracker import Release, Reserve, ResourceMsg
 from actors.ssh_proxy import proxy_child_id
-from actors.vpn_router import VmsGone, VpnMsg
+from actors.vpn_router import VmsGone, VmsKnown, VpnMsg
 from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import BackendError, BackendState, Observed, VmBackend
 from golem_actor.adapters.local_ports import bindable
@@ -136,6 +136,8 @@ class VmLifecycle(Actor[LifecycleMsg]):
             log.warning("deleting a VM this node has no record of", vm_id=vm_id)
             await self._backend.delete(vm_id)
         await self._commit()
+        if self._vpn is not None:  # VPN memberships of VMs deleted meanwhile go
+            await self._vpn.cast(VmsKnown(frozenset(self._vms)))
         self.every(self._tick_interval, Tick())
         log.info("vm registry ready", vms=len(self._vms), backend=self._backend.kind)
 

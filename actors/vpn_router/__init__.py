@@ -18,6 +18,7 @@ from .messages import (
     RemoveNetwork,
     RemoveNode,
     VmsGone,
+    VmsKnown,
     VpnMsg,
     VpnStats,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "RemoveNetwork",
     "RemoveNode",
     "VmsGone",
+    "VmsKnown",
     "VpnMsg",
     "VpnRegistry",
     "VpnRouter",

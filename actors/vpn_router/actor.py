@@ -27,8 +27,10 @@ The seam for other ports (the TCP gate's TAP, the raw gate's socketpair): `Attac
 hands the router an fd carrying one Ethernet frame per datagram, as a member of one
 network on one address with one MAC; `DetachPort` removes it. Deleted VMs
 (`VmsGone`, cast by vm_lifecycle) leave every network: their memberships are removed
-and persisted, their NICs closed. `GetVpnStats` reads the counters; `GetMembership`
-hands out the rows with a version that grows on every change.
+and persisted, their NICs closed; so are those of VMs missing from the list vm_lifecycle
+casts at its start (`VmsKnown`: deleted while the router missed it). `GetVpnStats`
+reads the counters; `GetMembership` hands out the rows with a version that grows on
+every change.
 
 Ownership is checked here, so the API cannot forget it: a network that is not the
 caller's answers `NetworkNotFound`, as one that does not exist.
@@ -75,6 +77,7 @@ from .messages import (
     RemoveNetwork,
     RemoveNode,
     VmsGone,
+    VmsKnown,
     VpnMsg,
     VpnStats,
 )
@@ -95,6 +98,12 @@ class VpnRegistry(msgspec.Struct, frozen=True):
     networks: list[VpnNetwork] = []
 
 
+NIC_TICK = 1.0  # seconds between looks for NICs to open or reconnect
+# Short DHCP leases: a guest renews every 30 s, so one that rejoined on another address
+# (or left) learns it at its next renewal (the router NAKs an address that is not its).
+LEASE_SECONDS = 60
+
+
 def _switch_network(network: VpnNetwork) -> SwitchNetwork:
     return SwitchNetwork(
         network.id,
@@ -107,12 +116,6 @@ def _switch_network(network: VpnNetwork) -> SwitchNetwork:
 def _refused(error: rules.NetRuleError) -> NetRefused:
     kind = next(k for cls, k in _KINDS if isinstance(error, cls))
     return NetRefused(kind, str(error))
-
-
-NIC_TICK = 1.0  # seconds between looks for NICs to open or reconnect
-# Short DHCP leases: a guest renews every 30 s, so one that rejoined on another address
-# (or left) learns it at its next renewal (the router NAKs an address that is not its).
-LEASE_SECONDS = 60
 
 
 class VpnRouter(Actor[VpnMsg]):
@@ -172,6 +175,9 @@ class VpnRouter(Actor[VpnMsg]):
                     log.info("vpn nic attached", vm_id=vm_id, connected=nic.connected)
             case VmsGone(vm_ids=vm_ids):
                 await self._forget_vms(set(vm_ids))
+            case VmsKnown(vm_ids=known):
+                members = {n.node_id for net in self._networks.values() for n in net.nodes if n.vm}
+                await self._forget_vms(members - known)
             case _:
                 await super().handle_cast(message)
 

@@ -102,6 +102,13 @@ class VmsGone(msgspec.Struct, frozen=True):
     vm_ids: tuple[str, ...]
 
 
+class VmsKnown(msgspec.Struct, frozen=True):
+    """vm_lifecycle's notice at its start: every VM of this node; memberships of VMs
+    not among them (deleted while the router did not hear of it) go (a cast)."""
+
+    vm_ids: frozenset[str]
+
+
 class VpnStats(msgspec.Struct, frozen=True):
     """The data plane's counters: the fabric's totals, the switch's drops by reason,
     and per member (`<endpoint>/<network>`) its rx/tx frames and drops."""
@@ -163,6 +170,7 @@ VpnMsg = (
     | AttachPort
     | DetachPort
     | VmsGone
+    | VmsKnown
     | GetVpnStats
     | NicTick
     | NicsOpened

@@ -17,9 +17,11 @@ from actors.vpn_router import (
     AttachPort,
     CreateNetwork,
     DetachPort,
+    GetNetwork,
     GetVpnStats,
     RemoveNode,
     VmsGone,
+    VmsKnown,
     VpnMsg,
     VpnRouter,
 )
@@ -267,3 +269,19 @@ async def test_a_nic_survives_a_router_crash_and_a_qemu_restart(tmp_path: Path) 
         assert await offered(qemu)
         nursery.cancel_scope.cancel()
     qemu.close()
+
+
+async def test_memberships_of_vms_the_lifecycle_does_not_know_go(tmp_path: Path) -> None:
+    async with router(tmp_path) as vpn:
+        net = await vpn.call(CreateNetwork(caller=ALICE, ip="10.4.0.0/24"))
+        for node_id, ip, vm in (
+            ("vm-kept", ".2", True),
+            ("vm-gone", ".3", True),
+            ("0xabc", ".4", False),
+        ):
+            await vpn.call(
+                AddNode(caller=ALICE, network_id=net.id, node_id=node_id, ip=f"10.4.0{ip}", vm=vm)
+            )
+        await vpn.cast(VmsKnown(frozenset({"vm-kept"})))
+        network = await vpn.call(GetNetwork(ALICE, net.id))
+        assert sorted(n.node_id for n in network.nodes) == ["0xabc", "vm-kept"]  # not VMs: kept
