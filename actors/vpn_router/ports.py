@@ -23,9 +23,10 @@ fabric never parses a length prefix. Two kinds:
   QEMU's own namespace is no obstacle. A socket address holds at most 107 bytes: the
   router names both sockets through an fd of the VM directory (`/proc/self/fd/N/...`).
 
-Measured limits: Linux queues at most `net.unix.max_dgram_qlen` (10 by default) datagrams
-per unix datagram socket; QEMU 7.2 answers a full router socket by retrying when its own
-socket is writable, which it always is, so it spins briefly until the router has read.
+Limits (the kernel's, and QEMU 7.2's as its source reads): Linux queues at most
+`net.unix.max_dgram_qlen` (10 by default) datagrams per unix datagram socket; QEMU
+answers a full router socket by retrying once its own socket is writable, which it
+always is, so it spins briefly until the router has read.
 """
 
 from __future__ import annotations
