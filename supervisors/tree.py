@@ -196,12 +196,13 @@ def node_tree(parts: NodeParts) -> NodeTree:
             tick_interval=parts.lifecycle_tick,
             streams_file=data / "streams.json",
             port_verifier=tree.address_of(verifier_spec),
+            vpn=tree.address_of(vpn_spec),
         )
 
     def api() -> ApiActor:
         prices = tree.address_of(pricing_spec)
         # Bound first: mypy would infer the spec's type from the narrower parameter.
-        advertiser = tree.address_of(advertiser_spec)
+        advertiser, vpn = tree.address_of(advertiser_spec), tree.address_of(vpn_spec)
         gate = None if payments is None else replace(payments.gate, pricing=prices)
         context = ApiContext(
             version=parts.version,
@@ -219,12 +220,13 @@ def node_tree(parts: NodeParts) -> NodeTree:
             pricing=prices,
             create_timeout=settings.launch_timeout_seconds + 30.0,
             stop=stop,
-            vpn_router=tree.address_of(vpn_spec),
+            vpn_router=vpn,
             limits=api_limits(settings),
             observed=Observed(
                 statistics=tree.statistics,
                 proxies=tree.address_of(proxies_spec),
                 advertiser=advertiser,
+                vpn=vpn,
             ),
         )
         return ApiActor(context, host=settings.host, port=settings.port)
@@ -283,7 +285,9 @@ def node_tree(parts: NodeParts) -> NodeTree:
     pricing_spec = ChildSpec("pricing", pricing, shutdown=5.0)
     resources_spec = ChildSpec("resource_tracker", resource_tracker)
     verifier_spec = ChildSpec("port_verifier", port_verifier, shutdown=5.0)
-    vpn_spec = ChildSpec("vpn_router", lambda: VpnRouter(store=store), shutdown=5.0)
+    vms_dir = settings.data_path / "vms"  # the QEMU backend's (supervisors/backend.py)
+    nic_dir = (lambda vm_id: vms_dir / vm_id) if parts.backend.kind == "qemu" else None
+    vpn_spec = ChildSpec("vpn_router", lambda: VpnRouter(store=store, vm_dir=nic_dir), shutdown=5.0)
     proxies_spec = ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf)
     lifecycle_spec = ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0)
     advertiser_spec = ChildSpec("advertiser", advertiser, shutdown=10.0)

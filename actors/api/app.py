@@ -63,6 +63,7 @@ from .schemas import (
     ResourcesBody,
     VmInfo,
 )
+from .vm_networks import check_networks, join_networks
 
 log = structlog.get_logger("golem_actor.api")
 
@@ -217,6 +218,8 @@ def _create_route(router: Router, context: ApiContext, outcomes: Outcomes) -> No
             minimum=context.minimum,
         )
         image = context.catalog.resolve(body.image, context.backend_kind)
+        if body.networks:
+            await check_networks(context, caller, body.networks)
         if context.payments is not None:
             if body.stream_id is None:
                 raise ApiError(400, "stream_id required when payments are enabled")
@@ -238,6 +241,8 @@ def _create_route(router: Router, context: ApiContext, outcomes: Outcomes) -> No
                 with_job=asynchronous,
             )
         )
+        if body.networks:
+            await join_networks(context, caller, view.vm_id, body.networks)
         if asynchronous:
             assert view.job_id is not None
             job = CreateJob(

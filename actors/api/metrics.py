@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from actors.advertiser import AdvertState, GetAdvertState
 from actors.ssh_proxy import GetProxyStats, ProxyMessage, ProxyStats
 from actors.vm_lifecycle import VmView
+from actors.vpn_router import GetVpnStats, VpnStats
 from golem_actor.domain.advertising import AdvertPhase
 from golem_actor.domain.vm_machine import VmStatus
 from golem_actor.kernel import (
@@ -83,6 +84,7 @@ class Observed:
     statistics: Callable[[], SupervisorStatistics]  # the root supervisor's
     proxies: Address[DynamicSupervisorMsg]  # the ssh_proxies supervisor
     advertiser: Address[GetAdvertState]
+    vpn: Address[GetVpnStats] | None = None  # the vpn_router's data plane counters
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +94,7 @@ class Snapshot:
     proxies: list[ProxyStats] = field(default_factory=list)
     advert: AdvertState | None = None
     streams: list[StreamStatus] = field(default_factory=list)  # with payments on
+    vpn: VpnStats | None = None
 
 
 async def stream_runways(vms: list[VmView], gate: PaymentGate | None) -> list[StreamStatus]:
@@ -120,6 +123,7 @@ async def observe(
         return Snapshot(vms=vms, streams=streams)
     proxies: list[ProxyStats] = []
     advert: list[AdvertState] = []
+    vpn: list[VpnStats] = []
 
     async def one_proxy(child_id: str) -> None:
         with contextlib.suppress(*_GONE):
@@ -130,9 +134,15 @@ async def observe(
         with contextlib.suppress(*_GONE):
             advert.append(await observed.advertiser.call(GetAdvertState()))
 
+    async def the_vpn() -> None:
+        if observed.vpn is not None:
+            with contextlib.suppress(*_GONE):
+                vpn.append(await observed.vpn.call(GetVpnStats()))
+
     children = await observed.proxies.call(WhichChildren())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(the_advert)
+        nursery.start_soon(the_vpn)
         for child_id in children:
             nursery.start_soon(one_proxy, child_id)
     return Snapshot(
@@ -141,6 +151,7 @@ async def observe(
         proxies=sorted(proxies, key=lambda p: p.vm_id),
         advert=advert[0] if advert else None,
         streams=streams,
+        vpn=vpn[0] if vpn else None,
     )
 
 
@@ -283,6 +294,24 @@ def _outcome_families(outcomes: Outcomes) -> Iterator[Metric]:
     yield from (creates, failures, deletes)
 
 
+def _vpn_families(stats: VpnStats) -> Iterator[Metric]:
+    frames = CounterMetricFamily(
+        "golem_vpn_frames", "Frames the VPN router read from or wrote to its ports", labels=["way"]
+    )
+    frames.add_metric(["in"], stats.totals.get("frames_in", 0))
+    frames.add_metric(["out"], stats.totals.get("frames_out", 0))
+    drops = CounterMetricFamily(
+        "golem_vpn_dropped_frames", "Frames the VPN router dropped, by reason", labels=["reason"]
+    )
+    for reason, count in sorted(stats.drops.items()):
+        drops.add_metric([reason], count)
+    for name in ("no_member", "egress_dropped", "unattached", "send_failed"):
+        drops.add_metric([name], stats.totals.get(name, 0))
+    ports = GaugeMetricFamily("golem_vpn_ports", "Frame ports the VPN router has attached")
+    ports.add_metric([], len(stats.endpoints))
+    yield from (frames, drops, ports)
+
+
 def render(snapshot: Snapshot, outcomes: Outcomes) -> bytes:
     """The exposition text for one scrape."""
     families = list(_vm_families(snapshot.vms))
@@ -293,6 +322,8 @@ def render(snapshot: Snapshot, outcomes: Outcomes) -> bytes:
         families.extend(_advert_families(snapshot.advert))
     if snapshot.streams:
         families.extend(_stream_families(snapshot.streams))
+    if snapshot.vpn is not None:
+        families.extend(_vpn_families(snapshot.vpn))
     families.extend(_outcome_families(outcomes))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))

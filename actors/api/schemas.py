@@ -23,6 +23,13 @@ class ResourcesBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     storage: Annotated[Count, Meta(description="GB of disk")]
 
 
+class VmNetworkBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A Golem VPN network of the caller's (Net API id) and the VM's address in it."""
+
+    id: Annotated[str, Meta(min_length=1, max_length=64)]
+    ip: Annotated[str, Meta(min_length=7, max_length=15, examples=["192.168.0.2"])]
+
+
 class CreateVmBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Give the size one way: `resources`, a `size` preset, or the three flat fields."""
 
@@ -45,6 +52,17 @@ class CreateVmBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     ) = None
     stream_id: StreamId | None = None
     image: Annotated[str, Meta(max_length=64)] | None = None
+    networks: (
+        Annotated[
+            list[VmNetworkBody],
+            Meta(
+                max_length=8,
+                description="Golem VPN networks (Net API) the VM joins at once, with its address"
+                " in each; it configures them by DHCP",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class VmInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

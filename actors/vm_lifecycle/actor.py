@@ -15,9 +15,10 @@ outcome with an error; anything else crashes the actor (its supervisor restarts 
 it reconciles, below).
 
 After every change the actor commits, in this order: persist the registry (and the
-seed's `streams.json`), release the resources of deleted VMs, tell the port_verifier
-which ports are in use, and answer the `WaitVm` callers whose VM got where they wait
-for (or was deleted: `VmNotFound`); see `waiters.py`.
+seed's `streams.json`), release the resources of deleted VMs (and their VPN memberships:
+`VmsGone` to the vpn_router), tell the port_verifier which ports are in use, and answer
+the `WaitVm` callers whose VM got where they wait for (or was deleted: `VmNotFound`);
+see `waiters.py`.
 
 At start, before serving, the actor reconciles the registry with the world: it re-books
 every live VM's resources, resumes each interrupted operation (a `creating` VM is
@@ -40,6 +41,7 @@ import trio
 from actors.port_verifier import GetUsablePorts, PortsInUse, PortVerifierMsg
 from actors.resource_tracker import Release, Reserve, ResourceMsg
 from actors.ssh_proxy import proxy_child_id
+from actors.vpn_router import VmsGone, VmsKnown, VpnMsg
 from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import BackendError, BackendState, Observed, VmBackend
 from golem_actor.adapters.local_ports import bindable
@@ -98,6 +100,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         tick_interval: float = 5.0,
         streams_file: Path | None = None,
         port_verifier: Address[PortVerifierMsg] | None = None,
+        vpn: Address[VpnMsg] | None = None,
     ) -> None:
         super().__init__()
         self._ops = operations
@@ -108,6 +111,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         self._tick_interval = tick_interval
         self._streams_file = streams_file
         self._port_verifier = port_verifier
+        self._vpn = vpn
         self._vms: dict[str, VmRecord] = {}
         self._released: list[str] = []  # deleted since the last commit
         self._waiters = Waiters()
@@ -132,6 +136,8 @@ class VmLifecycle(Actor[LifecycleMsg]):
             log.warning("deleting a VM this node has no record of", vm_id=vm_id)
             await self._backend.delete(vm_id)
         await self._commit()
+        if self._vpn is not None:  # VPN memberships of VMs deleted meanwhile go
+            await self._vpn.cast(VmsKnown(frozenset(self._vms)))
         self.every(self._tick_interval, Tick())
         log.info("vm registry ready", vms=len(self._vms), backend=self._backend.kind)
 
@@ -346,6 +352,8 @@ class VmLifecycle(Actor[LifecycleMsg]):
         released, self._released = self._released, []
         for vm_id in released:
             await self._resources.cast(Release(vm_id))
+        if released and self._vpn is not None:
+            await self._vpn.cast(VmsGone(tuple(released)))  # they leave their networks
         await self._share_ports()
         self._waiters.settle(self._view_of)
 

@@ -11,10 +11,26 @@ read back before the actor serves (yagna keeps networks in memory and loses them
 A corrupt file is moved aside (`vpn_networks.corrupt-<time>`) and logged as an
 error, and the node starts with no networks rather than not at all.
 
-Data plane seam: the rows of `desired_membership` (which VM of this node is in which
-network on which address) are the table the data plane consumes, the switch core's
-ports and QEMU's second NIC; `GetMembership` hands it out with a version that grows on
-every change. Frame routing itself is not wired here yet.
+Data plane (`fabric.py`, `ports.py`): after every change the registry's rows (which VM
+of this node is in which network on which address, `desired_membership`) and the fd
+ports attached through the seam below are applied to the fabric's switch at once, so a
+VM that leaves a network has no traffic from the next frame on. Every VM gets a VPN NIC
+(QEMU `-netdev dgram` between two socket paths in its VM directory, see `ports.py`);
+a timer (`NicTick`, every second) opens the router's end of the NIC of each member VM
+whose directory exists, and reconnects the NICs whose QEMU restarted, in a worker
+thread (binding and stat-ing touch the filesystem). A restarted router (or node) binds
+the same paths again and traffic resumes; QEMU never notices. A guest configures its
+NIC by DHCP, which the switch answers for the NIC's MAC (`nic_mac(vm_id)`: a NIC's MAC
+is fixed at launch, before any join picks its IP, so it cannot be `90:13:<ip>`).
+
+The seam for other ports (the TCP gate's TAP, the raw gate's socketpair): `AttachPort`
+hands the router an fd carrying one Ethernet frame per datagram, as a member of one
+network on one address with one MAC; `DetachPort` removes it. Deleted VMs
+(`VmsGone`, cast by vm_lifecycle) leave every network: their memberships are removed
+and persisted, their NICs closed; so are those of VMs missing from the list vm_lifecycle
+casts at its start (`VmsKnown`: deleted while the router missed it). `GetVpnStats`
+reads the counters; `GetMembership` hands out the rows with a version that grows on
+every change.
 
 Ownership is checked here, so the API cannot forget it: a network that is not the
 caller's answers `NetworkNotFound`, as one that does not exist.
@@ -22,34 +38,50 @@ caller's answers `NetworkNotFound`, as one that does not exist.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import msgspec
 import structlog
+import trio
 
 from golem_actor.domain.tenancy import Caller
 from golem_actor.domain.vpn import networks as rules
+from golem_actor.domain.vpn.addressing import guest_mac, nic_mac
 from golem_actor.domain.vpn.networks import VpnNetwork
+from golem_actor.domain.vpn.switch import SwitchNetwork
 from golem_actor.kernel import Actor
 from golem_actor.state_store import CorruptStateError, StateStore
 
+from .fabric import Fabric, Member, member_id
 from .messages import (
     AddAddress,
     AddNode,
+    AttachPort,
     CreateNetwork,
+    DetachPort,
     GetMembership,
     GetNetwork,
+    GetVpnStats,
     ListNetworks,
     Membership,
     NetRefused,
     NetworkNotFound,
+    NicsOpened,
+    NicTick,
     RefusalKind,
     RemoveNetwork,
     RemoveNode,
+    VmsGone,
+    VmsKnown,
     VpnMsg,
+    VpnStats,
 )
+from .ports import FdPort, NicPort
 
 log = structlog.get_logger("golem_actor.vpn_router")
 
@@ -66,18 +98,46 @@ class VpnRegistry(msgspec.Struct, frozen=True):
     networks: list[VpnNetwork] = []
 
 
+NIC_TICK = 1.0  # seconds between looks for NICs to open or reconnect
+# Short DHCP leases: a guest renews every 30 s, so one that rejoined on another address
+# (or left) learns it at its next renewal (the router NAKs an address that is not its).
+LEASE_SECONDS = 60
+
+
+def _switch_network(network: VpnNetwork) -> SwitchNetwork:
+    return SwitchNetwork(
+        network.id,
+        IPv4Network(network.network),
+        IPv4Address(network.gateway),
+        lease_seconds=LEASE_SECONDS,
+    )
+
+
 def _refused(error: rules.NetRuleError) -> NetRefused:
     kind = next(k for cls, k in _KINDS if isinstance(error, cls))
     return NetRefused(kind, str(error))
 
 
 class VpnRouter(Actor[VpnMsg]):
-    def __init__(self, *, store: StateStore, new_id: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        new_id: Callable[[], str] | None = None,
+        vm_dir: Callable[[str], Path] | None = None,
+        fabric: Fabric | None = None,
+    ) -> None:
+        """`vm_dir`: where a VM's directory is (its VPN NIC's sockets live there); None
+        for a backend without VPN NICs."""
         super().__init__()
         self._store = store
         self._new_id = new_id or (lambda: uuid4().hex)
+        self._vm_dir = vm_dir
+        self._fabric = fabric or Fabric()
         self._networks: dict[str, VpnNetwork] = {}
         self._membership = Membership(0, ())
+        self._fd_members: dict[str, Member] = {}  # endpoint -> the member AttachPort made
+        self._nics: dict[str, NicPort] = {}  # vm id -> the router's end of its VPN NIC
 
     async def on_start(self) -> None:
         try:
@@ -88,11 +148,38 @@ class VpnRouter(Actor[VpnMsg]):
             registry = None
         self._networks = {n.id: n for n in (registry.networks if registry else [])}
         self._membership = Membership(0, rules.desired_membership(self._networks.values()))
+        self._apply()
+        if self._vm_dir is not None:
+            self.every(NIC_TICK, NicTick(), first=0.0)
         log.info(
             "vpn registry ready",
             networks=len(self._networks),
             attachments=len(self._membership.rows),
         )
+
+    async def on_stop(self) -> None:
+        for endpoint in list(self._fabric.attached()):
+            self._detach(endpoint)
+
+    async def handle_cast(self, message: VpnMsg) -> None:
+        match message:
+            case NicTick():
+                self._look_for_nics()
+            case NicsOpened(opened=opened):
+                for vm_id, nic in opened.items():
+                    if vm_id in self._nics or not self._wants_nic(vm_id):
+                        nic.close()
+                        continue
+                    self._nics[vm_id] = nic
+                    self._attach(vm_id, nic)
+                    log.info("vpn nic attached", vm_id=vm_id, connected=nic.connected)
+            case VmsGone(vm_ids=vm_ids):
+                await self._forget_vms(set(vm_ids))
+            case VmsKnown(vm_ids=known):
+                members = {n.node_id for net in self._networks.values() for n in net.nodes if n.vm}
+                await self._forget_vms(members - known)
+            case _:
+                await super().handle_cast(message)
 
     async def handle_call(self, request: VpnMsg) -> Any:
         try:
@@ -132,6 +219,18 @@ class VpnRouter(Actor[VpnMsg]):
                     return self._membership
                 rows = tuple(r for r in self._membership.rows if r.vm_id == vm_id)
                 return Membership(self._membership.version, rows)
+            case AttachPort(endpoint=endpoint, fd=fd, network_id=network_id, ip=ip, mac=mac):
+                return self._attach_fd(endpoint, fd, network_id, ip, mac)
+            case DetachPort(endpoint=endpoint):
+                if self._fd_members.pop(endpoint, None) is not None:
+                    self._detach(endpoint)
+                    self._apply()
+                return None
+            case VmsGone(vm_ids=vm_ids):
+                await self._forget_vms(set(vm_ids))
+                return None
+            case GetVpnStats():
+                return self._stats()
         return await super().handle_call(request)
 
     async def _create(
@@ -148,6 +247,118 @@ class VpnRouter(Actor[VpnMsg]):
         self._networks[network_id] = network
         await self._changed("vpn network created", network_id, network=network.network)
         return network
+
+    # -- the data plane ------------------------------------------------------------------
+
+    def _apply(self) -> None:
+        """Make the fabric's switch hold the registry's networks and members, and the
+        attached fd ports; close the NICs of VMs that are in no network any more."""
+        networks = [_switch_network(n) for n in self._networks.values()]
+        members = [
+            Member(row.vm_id, row.network_id, IPv4Address(row.ip), nic_mac(row.vm_id))
+            for row in self._membership.rows
+        ]
+        members += [m for m in self._fd_members.values() if m.network_id in self._networks]
+        for refused in self._fabric.apply(networks, members):
+            log.warning("vpn member refused", reason=refused)
+        for vm_id in [v for v in self._nics if not self._wants_nic(v)]:
+            self._detach(vm_id)
+            log.info("vpn nic closed", vm_id=vm_id)
+
+    def _wants_nic(self, vm_id: str) -> bool:
+        return any(row.vm_id == vm_id for row in self._membership.rows)
+
+    def _look_for_nics(self) -> None:
+        if self.work_for("nics") is not None or self._vm_dir is None:
+            return
+        vm_dir = self._vm_dir
+        wanted = sorted({row.vm_id for row in self._membership.rows} - self._nics.keys())
+        known = list(self._nics.values())
+
+        def look() -> NicsOpened:
+            for nic in known:
+                nic.refresh()  # a restarted QEMU: connect to its new socket
+            opened = {}
+            for vm_id in wanted:
+                directory = vm_dir(vm_id)
+                if directory.is_dir():
+                    try:
+                        opened[vm_id] = NicPort(directory)
+                    except OSError as exc:
+                        log.warning("vpn nic cannot be opened", vm_id=vm_id, error=str(exc))
+            return NicsOpened(opened)
+
+        self.start_work(
+            functools.partial(trio.to_thread.run_sync, look), then=lambda m: m, key="nics"
+        )
+
+    def _attach(self, endpoint: str, io: NicPort | FdPort) -> None:
+        self._fabric.attach(endpoint, io)
+        self.start_work(functools.partial(self._fabric.pump, endpoint), key=("pump", endpoint))
+        self.start_work(functools.partial(self._fabric.drain, endpoint), key=("drain", endpoint))
+
+    def _detach(self, endpoint: str) -> None:
+        for key in (("pump", endpoint), ("drain", endpoint)):
+            work = self.work_for(key)
+            if work is not None:
+                work.cancel()
+        self._nics.pop(endpoint, None)
+        self._fabric.detach(endpoint)
+
+    def _attach_fd(
+        self, endpoint: str, fd: int, network_id: str, ip: str, mac: bytes | None
+    ) -> None:
+        network = self._networks.get(network_id)
+        if network is None:
+            raise NetworkNotFound(network_id)
+        if endpoint in self._fabric.attached() or "/" in endpoint:
+            raise NetRefused("invalid", f"endpoint {endpoint!r} is taken or malformed")
+        address = IPv4Address(ip)
+        member = Member(endpoint, network_id, address, mac or guest_mac(address))
+        refused = self._fabric.apply(
+            [_switch_network(n) for n in self._networks.values()],
+            [*self._current_members(), member],
+        )
+        if any(r.startswith(member_id(endpoint, network_id) + ":") for r in refused):
+            self._apply()
+            raise NetRefused("taken", f"{ip} cannot be attached in network {network_id}")
+        self._fd_members[endpoint] = member
+        self._attach(endpoint, FdPort(fd))
+        log.info("vpn port attached", endpoint=endpoint, network_id=network_id, ip=ip)
+
+    def _current_members(self) -> list[Member]:
+        return [
+            *(
+                Member(r.vm_id, r.network_id, IPv4Address(r.ip), nic_mac(r.vm_id))
+                for r in self._membership.rows
+            ),
+            *(m for m in self._fd_members.values() if m.network_id in self._networks),
+        ]
+
+    async def _forget_vms(self, gone: set[str]) -> None:
+        for network_id, network in list(self._networks.items()):
+            for node_id in {n.node_id for n in network.nodes if n.vm and n.node_id in gone}:
+                before = self._networks[network_id]
+                after = rules.remove_node(before, node_id)
+                await self._update(before, after, "node removed", node_id=node_id, why="deleted")
+
+    def _stats(self) -> VpnStats:
+        fabric = self._fabric
+        members = {}
+        for mid in fabric.members():
+            counters = fabric.switch.counters(mid)
+            members[mid] = {
+                "rx_frames": counters.rx_frames,
+                "tx_frames": counters.tx_frames,
+                "to_router": counters.to_router,
+                "replies": counters.replies,
+                **{f"drop_{reason}": n for reason, n in counters.drops.items()},
+            }
+        totals = {
+            name: getattr(fabric.counters, name) for name in fabric.counters.__dataclass_fields__
+        }
+        drops = {str(reason): n for reason, n in fabric.switch.drops.items()}
+        return VpnStats(totals, drops, members, tuple(sorted(fabric.attached())))
 
     def _find(self, caller: Caller, network_id: str) -> VpnNetwork:
         network = self._networks.get(network_id)
@@ -170,4 +381,5 @@ class VpnRouter(Actor[VpnMsg]):
         rows = rules.desired_membership(self._networks.values())
         if rows != self._membership.rows:
             self._membership = Membership(self._membership.version + 1, rows)
+        self._apply()
         log.info(event, network_id=network_id, **fields)

@@ -14,6 +14,8 @@ from golem_actor.domain.tenancy import Caller
 from golem_actor.domain.vpn.networks import Attachment, VpnNetwork
 from golem_actor.kernel import ActorError, Call
 
+from .ports import NicPort
+
 # -- requests of the Net API ---------------------------------------------------------------
 
 
@@ -76,6 +78,62 @@ class GetMembership(Call[Membership], frozen=True):
     vm_id: str | None = None  # None: every VM's rows
 
 
+class AttachPort(Call[None], frozen=True, kw_only=True):
+    """Hand the router an fd that carries one Ethernet frame per datagram (a socketpair
+    end, a TAP): it becomes the member `endpoint` of `network_id` on `ip` with `mac`
+    (default `90:13:<ip>`). The router owns the fd from now on and closes it on detach."""
+
+    endpoint: str
+    fd: int
+    network_id: str
+    ip: str
+    mac: bytes | None = None
+
+
+class DetachPort(Call[None], frozen=True):
+    """Forget an attached fd port (its traffic stops at once; a no-op when unknown)."""
+
+    endpoint: str
+
+
+class VmsGone(msgspec.Struct, frozen=True):
+    """vm_lifecycle's notice: these VMs were deleted; their memberships go too (a cast)."""
+
+    vm_ids: tuple[str, ...]
+
+
+class VmsKnown(msgspec.Struct, frozen=True):
+    """vm_lifecycle's notice at its start: every VM of this node; memberships of VMs
+    not among them (deleted while the router did not hear of it) go (a cast)."""
+
+    vm_ids: frozenset[str]
+
+
+class VpnStats(msgspec.Struct, frozen=True):
+    """The data plane's counters: the fabric's totals, the switch's drops by reason,
+    and per member (`<endpoint>/<network>`) its rx/tx frames and drops."""
+
+    totals: dict[str, int]
+    drops: dict[str, int]
+    members: dict[str, dict[str, int]]
+    endpoints: tuple[str, ...]  # the attached ones (NICs and fd ports)
+
+
+class GetVpnStats(Call[VpnStats], frozen=True):
+    pass
+
+
+# -- the actor's own (timer ticks and work results) ---------------------------------------
+
+
+class NicTick(msgspec.Struct, frozen=True):
+    """Time to open the VPN NICs of member VMs and reconnect those whose QEMU changed."""
+
+
+class NicsOpened(msgspec.Struct, frozen=True):
+    opened: dict[str, NicPort]  # vm id -> the router's end of its NIC, bound
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 
@@ -109,4 +167,11 @@ VpnMsg = (
     | AddNode
     | RemoveNode
     | GetMembership
+    | AttachPort
+    | DetachPort
+    | VmsGone
+    | VmsKnown
+    | GetVpnStats
+    | NicTick
+    | NicsOpened
 )

@@ -168,3 +168,18 @@ def test_spec_is_frozen() -> None:
     spec = _spec()
     with pytest.raises(AttributeError):
         spec.cpus = 4  # type: ignore[misc]
+
+
+def test_vpn_nic_is_a_second_virtio_net_over_datagram_socket_paths() -> None:
+    argv = qemu_argv(_spec(vpn_mac="92:13:01:02:03:04", vpn_remote=Path("a,b.sock")))
+    netdevs = [argv[i + 1] for i, a in enumerate(argv) if a == "-netdev"]
+    assert netdevs[1] == (
+        "dgram,id=vpn0,local.type=unix,local.path=vpn.sock,remote.type=unix,remote.path=a,,b.sock"
+    )
+    devices = [argv[i + 1] for i, a in enumerate(argv) if a == "-device"]
+    nics = [d for d in devices if d.startswith("virtio-net-pci")]
+    assert nics[0].startswith("virtio-net-pci,netdev=net0")  # eth0 stays user networking
+    assert nics[1] == (
+        "virtio-net-pci,netdev=vpn0,mac=92:13:01:02:03:04,host_mtu=1220,addr=0x9,romfile="
+    )
+    assert "vpn0" not in " ".join(qemu_argv(_spec()))

@@ -11,7 +11,8 @@ under TCG than a gzip one):
 * dropbear + dropbearkey and the shared libraries they load (glibc and friends);
 * the kernel modules of the :class:`ModulePlan` with ``modules.dep``/``modules.alias``;
 * our scripts (package data in ``files/``): ``/init``, ``/etc/inittab``, ``/etc/rc``, the
-  acpid power-button handler, the udhcpc hook and the cloud-config key reader;
+  acpid power-button handler, the udhcpc hooks (user networking, the VPN NIC) and the
+  cloud-config key reader;
 * ``/etc/passwd``, ``group``, ``shadow`` with root only (``/etc/rc`` adds ``ubuntu`` and
   seed-named users at boot), ``/etc/shells`` (dropbear refuses shells not listed there).
 """
@@ -26,7 +27,15 @@ from golem_actor.adapters.guest._cpio import CpioWriter
 from golem_actor.adapters.guest._kernel import ModulePlan
 from golem_actor.adapters.guest._model import GuestBuildError
 
-GUEST_FILES = ("init", "inittab", "rc", "power-button", "udhcpc.script", "cloud-keys.awk")
+GUEST_FILES = (
+    "init",
+    "inittab",
+    "rc",
+    "power-button",
+    "udhcpc.script",
+    "vpn-dhcp.script",
+    "cloud-keys.awk",
+)
 LIBDIR = "lib/x86_64-linux-gnu"
 DROPBEAR_LIBS = (
     "ld-linux-x86-64.so.2",
@@ -128,6 +137,7 @@ def write_initramfs(
         cpio.file("etc/rc", guest_file("rc"), mode=0o755)
         cpio.file("etc/acpi/PWRF/00000080", guest_file("power-button"), mode=0o755)
         cpio.file("etc/udhcpc/default.script", guest_file("udhcpc.script"), mode=0o755)
+        cpio.file("etc/udhcpc/vpn.script", guest_file("vpn-dhcp.script"), mode=0o755)
         cpio.file("etc/golem/cloud-keys.awk", guest_file("cloud-keys.awk"))
         for name, (text, mode) in _ETC_TEXT.items():
             cpio.file(name, text.encode(), mode=mode)

@@ -25,7 +25,10 @@ Choices (measured on a KVM-less 2-core host, QEMU TCG):
   metadata services), with only the modules a NoCloud VM uses (no locale generation,
   no grub, no snap) and only ed25519/ecdsa host keys (RSA generation is slow under TCG).
   Its network rendering is off: a systemd-networkd unit does DHCP on every Ethernet link,
-  which works on whatever network the node gives the VM; systemd-resolved does DNS.
+  which works on whatever network the node gives the VM; systemd-resolved does DNS. The
+  Golem VPN NIC (PCI slot 9, see ``qemu._argv``) has a unit of its own: DHCP for its
+  address and MTU only (no default route, no DNS), never required for "online" (a VM in
+  no network would otherwise hold cloud-init back until networkd's wait times out).
 * **No secrets baked in**: the SSH host keys the package generated and the machine-id are
   removed, so every VM gets its own at first boot.
 """
@@ -116,6 +119,29 @@ Type=ether
 [Network]
 DHCP=ipv4
 """
+_VPN_NETWORK_UNIT = """\
+# Written by golem-actor's image builder: the Golem VPN NIC (PCI slot 9). The node's
+# router answers DHCP once the VM joins a network; it gives no route out and no DNS.
+[Match]
+Path=pci-0000:00:09.0
+
+[Link]
+RequiredForOnline=no
+
+[Network]
+DHCP=ipv4
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+
+[DHCPv4]
+UseGateway=no
+UseRoutes=no
+UseDNS=no
+UseNTP=no
+UseHostname=no
+UseDomains=no
+UseMTU=yes
+"""
 _FSTAB = "/dev/vda / ext4 rw,errors=remount-ro 0 0\n"
 
 
@@ -148,6 +174,7 @@ def default_plan(suite: str = "bookworm") -> DebianPlan:
         },
         files={
             "etc/cloud/cloud.cfg.d/90-golem.cfg": _CLOUD_CFG,
+            "etc/systemd/network/05-golem-vpn.network": _VPN_NETWORK_UNIT,
             "etc/systemd/network/10-golem.network": _NETWORK_UNIT,
             "etc/fstab": _FSTAB,
             "etc/hostname": "localhost\n",

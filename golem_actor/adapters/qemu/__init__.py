@@ -12,6 +12,7 @@ from golem_actor.adapters.qemu._argv import QemuSpec, qemu_argv, qemu_opt
 from golem_actor.adapters.qemu._backend import GUEST_IP, QemuBackend
 from golem_actor.adapters.qemu._images import download_image, verify_local_image
 from golem_actor.adapters.qemu._qmp import QmpClient, QmpError, QmpReplyError, qmp_session
+from golem_actor.adapters.qemu._vmdir import VmPaths
 
 __all__ = [
     "GUEST_IP",
@@ -20,6 +21,7 @@ __all__ = [
     "QmpClient",
     "QmpError",
     "QmpReplyError",
+    "VmPaths",
     "download_image",
     "probe_accel",
     "qemu_argv",

@@ -18,6 +18,12 @@ KVM-less 2-core Debian 12 host (QEMU 7.2), are:
 * ``-sandbox on,...`` (QEMU's seccomp filter, with every optional deny set) for the VMs
   the node runs: a guest that escapes into QEMU cannot exec, fork, setuid or change
   resource limits. It kills ``-daemonize`` (a fork), so the two exclude each other.
+* a second virtio-net, the VPN NIC (``vpn_mac`` given): ``-netdev dgram`` between two
+  unix socket paths, QEMU's ``vpn_local`` and the vpn_router's ``vpn_remote``, one
+  Ethernet frame per datagram (guest-vm.md §5); connectionless, so the router may bind
+  its end late or again after a restart. ``host_mtu`` tells the guest the VPN MTU. It
+  sits in PCI slot ``VPN_NIC_SLOT`` (after the user NIC, so it is ``eth1`` in the test
+  guest), which images match to configure it apart (``pci-0000:00:09.0``).
 * ``virtio-rng-pci``: without an entropy source the guest waits ~1 s for crng init before
   it can generate its SSH host key.
 * disks on virtio-blk: the data disk first (it becomes ``/dev/vda``), then the read-only
@@ -36,6 +42,7 @@ import msgspec
 Accel = Literal["tcg", "kvm"]
 DiskFormat = Literal["qcow2", "raw"]
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+VPN_NIC_SLOT = 9  # the VPN NIC's PCI slot: images find it there (udev ID_PATH)
 
 
 class QemuSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +70,11 @@ class QemuSpec(msgspec.Struct, frozen=True, kw_only=True):
     daemonize: bool = False
     name: str | None = None
     binary: str = "qemu-system-x86_64"
+    vpn_mac: str | None = None
+    """The VPN NIC's MAC (``aa:bb:...``); None: no VPN NIC."""
+    vpn_local: Path = Path("vpn.sock")
+    vpn_remote: Path = Path("vpn-router.sock")
+    vpn_mtu: int = 1220
 
     def __post_init__(self) -> None:
         if self.cpus < 1:
@@ -144,9 +156,17 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
         netdev,
         "-device",
         "virtio-net-pci,netdev=net0,romfile=",
-        "-device",
-        "virtio-rng-pci",
     ]
+    if spec.vpn_mac is not None:
+        argv += [
+            "-netdev",
+            f"dgram,id=vpn0,local.type=unix,local.path={qemu_opt(spec.vpn_local)}"
+            f",remote.type=unix,remote.path={qemu_opt(spec.vpn_remote)}",
+            "-device",
+            f"virtio-net-pci,netdev=vpn0,mac={spec.vpn_mac},host_mtu={spec.vpn_mtu}"
+            f",addr={VPN_NIC_SLOT:#x},romfile=",
+        ]
+    argv += ["-device", "virtio-rng-pci"]
     if spec.disk is not None:
         argv += [
             "-drive",

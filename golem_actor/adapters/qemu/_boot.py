@@ -15,6 +15,8 @@ with the quirks of doing that from a daemon:
   which the VM user may have no access to); QEMU counts as started once its QMP socket
   exists, and one that exits before that is a failure reported with its exit status and
   stderr;
+* every VM gets a VPN NIC on two socket paths in its directory (its MAC derived from
+  the VM id: the vpn_router's switch knows it before any network is joined);
 * the host's SSH port is bound by pasta and is a guess (see ``_ports``): the record names
   the port *before* each attempt, and a bind failure makes another attempt with a fresh
   port (QEMU keeps running meanwhile).
@@ -51,6 +53,8 @@ from golem_actor.adapters.qemu._network import (
 from golem_actor.adapters.qemu._ports import pick_free_port, port_is_free
 from golem_actor.adapters.qemu._sandbox import RunAs, link_into, localize_backing, own_vm_dir
 from golem_actor.adapters.qemu._vmdir import MachineRecord, VmPaths
+from golem_actor.domain.vpn.addressing import format_mac, nic_mac
+from golem_actor.domain.vpn.switch import DEFAULT_MTU
 
 __all__ = ["BootConfig", "provision", "start_pasta", "start_qemu", "tail"]
 
@@ -126,6 +130,10 @@ def _argv(
             sandbox=True,
             name=paths.vm_id,
             binary=config.qemu_binary,
+            vpn_mac=format_mac(nic_mac(paths.vm_id)),
+            vpn_local=Path(VmPaths.VPN_NIC),
+            vpn_remote=Path(VmPaths.VPN_ROUTER),
+            vpn_mtu=DEFAULT_MTU,
         )
     )
 

@@ -76,9 +76,11 @@ class VmPaths:
     PASTA = "pasta.json"  # the network helper (see _network): its identity,
     PASTA_PID = "pasta.pid"  # its own pidfile (written once it is ready),
     PASTA_LOG = "pasta.log"  # and its log
+    VPN_NIC = "vpn.sock"  # the VPN NIC: QEMU's datagram socket (QEMU binds it)
+    VPN_ROUTER = "vpn-router.sock"  # and the vpn_router's (the router binds it)
     KNOWN = frozenset(
         {RECORD, DISK, SEED, PIDFILE, QMP, SERIAL, QEMU_LOG}
-        | {KERNEL, INITRD, BASE, PASTA, PASTA_PID, PASTA_LOG}
+        | {KERNEL, INITRD, BASE, PASTA, PASTA_PID, PASTA_LOG, VPN_NIC, VPN_ROUTER}
     )
 
     def __init__(self, vms_dir: Path, vm_id: str) -> None:

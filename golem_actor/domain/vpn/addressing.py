@@ -8,6 +8,7 @@ MAC it derived, and can answer ARP for every member itself.
 
 from __future__ import annotations
 
+import hashlib
 from ipaddress import IPv4Address
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "format_mac",
     "guest_mac",
     "is_group_mac",
+    "nic_mac",
     "parse_mac",
     "router_mac",
 ]
@@ -51,3 +53,17 @@ def parse_mac(text: str) -> bytes:
     if len(parts) != 6 or not all(len(part) == 2 for part in parts):
         raise ValueError(f"not a MAC address: {text!r}")
     return bytes(int(part, 16) for part in parts)
+
+
+NIC_MAC_PREFIX = b"\x92\x13"  # locally administered, unicast: never a vendor's MAC
+
+
+def nic_mac(vm_id: str) -> bytes:
+    """The MAC of a VM's VPN NIC, fixed when QEMU starts, before any network is joined.
+
+    A guest's MAC cannot follow its IP (`90:13:<ip>`): the IP is picked by a join that
+    may come while the VM runs, and QEMU's NIC MAC is set at launch. So the NIC's MAC is
+    derived from the VM id instead, and the switch's port carries it (ARP answers and
+    the DHCP client check use it): `92:13:` + 4 bytes of SHA-256 of the id.
+    """
+    return NIC_MAC_PREFIX + hashlib.sha256(vm_id.encode()).digest()[:4]
