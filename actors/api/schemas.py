@@ -23,6 +23,18 @@ class ResourcesBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     storage: Annotated[Count, Meta(description="GB of disk")]
 
 
+Amount = Annotated[int, Meta(ge=0)]
+
+
+class Amounts(msgspec.Struct, frozen=True):
+    """Resources in answers. Unlike a request's (`ResourcesBody`) they have no upper
+    bound: a host's capacity is whatever the host has."""
+
+    cpu: Amount
+    memory: Annotated[Amount, Meta(description="GB of RAM")]
+    storage: Annotated[Amount, Meta(description="GB of disk")]
+
+
 class CreateVmBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Give the size one way: `resources`, a `size` preset, or the three flat fields."""
 
@@ -51,7 +63,7 @@ class VmInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     name: str
     status: str
-    resources: ResourcesBody
+    resources: Amounts
     image: str
     ip_address: str | None
     ssh_port: int | None
@@ -97,10 +109,10 @@ class ProviderInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CapacityInfo(msgspec.Struct, frozen=True, kw_only=True):
-    total: ResourcesBody
-    sellable: ResourcesBody
-    allocated: ResourcesBody
-    free: ResourcesBody
+    total: Amounts
+    sellable: Amounts
+    allocated: Amounts
+    free: Amounts
     vms: int
     max_vms: int
 
