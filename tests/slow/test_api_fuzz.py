@@ -3,7 +3,7 @@
 Runs against one in-process node (the node's tree over a MemoryBackend), alternately
 without a token (a stranger) and with the operator's, each run the examples, coverage
 and fuzzing phases within `RUN_SECONDS` (fuzzing repeats until the time is spent), until
-`GOLEM_API_FUZZ_CASES` cases were generated in all (default 5000, about 90 s here; at
+`GOLEM_API_FUZZ_CASES` cases were generated in all (default 3000, about 90 s here; at
 least one run of each identity). `GOLEM_API_FUZZ_CASES=10000` is the run at scale.
 schemathesis keeps the ids it sees in answers and uses them in later requests, so stops,
 starts and deletes reach real VMs. The number of cases of each run is printed (`-s`).
@@ -39,7 +39,7 @@ from lifecycle_harness import OPERATOR_TOKEN, running_api
 ROOMY = Resources.from_gb(cpus=100_000, memory_gb=10_000_000, storage_gb=100_000_000)
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
-CASES = int(os.environ.get("GOLEM_API_FUZZ_CASES", "5000"))
+CASES = int(os.environ.get("GOLEM_API_FUZZ_CASES", "3000"))
 RUN_SECONDS = 40
 REQUEST_TIMEOUT = 150  # s: above the node's longest bound on an answer (120 s)
 _GENERATED = re.compile(r"Test cases:\s+(\d+) generated")
