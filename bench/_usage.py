@@ -14,6 +14,7 @@ caches and the allocator's arenas move RSS by a few MiB whatever the load.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -41,6 +42,21 @@ class Usage:
                 listening=sum(1 for c in connections if c.status == psutil.CONN_LISTEN),
                 sockets=len(connections),
             )
+
+
+def settled(pid: int, *, bound: float = 15.0, interval: float = 0.5) -> Usage:
+    """A sample once the process stopped closing things: its fds and sockets the same
+    over `interval` (a busy node closes a thousand connections over a while), or the
+    last one after `bound` seconds. Blocks: run it in a worker thread."""
+    last = Usage.of(pid)
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = Usage.of(pid)
+        if (now.fds, now.sockets) == (last.fds, last.sockets):
+            return now
+        last = now
+    return last
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ Baseline, in the same run, rounds interleaved: the same connections straight to 
 server (no relay). Reported per path: errors, time until all were open, setup and echo
 latency p50/p99 (medians over the rounds). The node process's RSS, fds, threads and inet
 sockets are sampled before the first round, at the peak of each relayed round and after
-it. The first round sets the high-water marks (RSS), so the baseline is the sample after
-it; the verdict is "flat" when the sample after the last round is within
-`bench._usage.Tolerance` of it and no connection failed.
+it, once the node has stopped closing connections (`bench._usage.settled`). The first
+round sets the high-water marks (RSS), so the baseline is the sample after it; the
+verdict is "flat" when the sample after the last round is within `bench._usage.Tolerance`
+of it and no connection failed.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import trio
 from . import _upstream, _usage
 from ._load import create_vms, percentile, raise_fd_limit
 from ._node import HOST
-from ._usage import Tolerance, Usage
+from ._usage import Tolerance, Usage, settled
 
 PAYLOAD = 1024
 
@@ -184,8 +185,8 @@ async def run(
                     direct.rounds.append(await one_round([echo_port], connections, step_bound))
                     peak = partial(_sample, samples, f"peak {index}", pid)
                     relayed.rounds.append(await one_round(ports, connections, step_bound, peak))
-                    await trio.sleep(1.0)  # the relays' closes settle
-                    samples.append((f"after {index}", Usage.of(pid)))
+                    after = await trio.to_thread.run_sync(settled, pid)
+                    samples.append((f"after {index}", after))
             finally:
                 await trio.to_thread.run_sync(server.stop)
     finally:

@@ -10,7 +10,8 @@ the instance, its relay and its port are gone). Every answer other than 200 is a
 
 What is measured, from outside (`bench._usage`): the node process's RSS, open fds,
 threads, listening inet sockets (its ports: the API, and one relay per live VM) and all
-inet sockets, sampled every `every` cycles with no cycle in flight. Baseline: the first
+inet sockets, sampled every `every` cycles with no cycle in flight (once its fds and
+sockets stopped changing, `bench._usage.settled`). Baseline: the first
 sample, taken after `warmup` cycles (the first creates import and cache what every later
 one reuses). The verdict is "flat" when the last sample exceeds the baseline by no more than
 `bench._usage.Tolerance` and no cycle failed (a leak grows with the cycles, so it shows
@@ -34,7 +35,7 @@ from . import _upstream, _usage
 from ._load import RESOURCES
 from ._node import MEMORY_TOKEN
 from ._upstream import Server
-from ._usage import Tolerance, Usage
+from ._usage import Tolerance, Usage, settled
 
 
 class Cycler:
@@ -97,13 +98,11 @@ def _drive(
     _, key = generate_ssh_keypair("bench-cycles")
     cycler = Cycler(server, key)
     cycler.run(warmup, workers)
-    time.sleep(0.5)  # let the last delete's work settle before the baseline
-    samples = [(0, Usage.of(server.pid))]
+    samples = [(0, settled(server.pid))]
     began = time.monotonic()
     while cycler.done - warmup < cycles:
         cycler.run(min(every, cycles - (cycler.done - warmup)), workers)
-        time.sleep(0.5)
-        samples.append((cycler.done - warmup, Usage.of(server.pid)))
+        samples.append((cycler.done - warmup, settled(server.pid)))
     rate = cycles / (time.monotonic() - began)
     return samples, cycler.errors, rate
 

@@ -11,7 +11,8 @@ Baseline, in the same run and before the soak: one window's length of `GET /api/
 (the cheapest route of the same server) with the same connections. Reported per window:
 req/s, p50/p99 latency, errors (non-2xx answers and wrk's socket errors: connect, read,
 write, timeout). The node process's RSS, fds, threads and inet sockets are sampled before
-the soak and after each window (once the node closed the connections wrk left); the
+the soak and after each window (once the node closed the connections wrk left,
+`bench._usage.settled`); the
 verdict is "flat" when the last sample is within `bench._usage.Tolerance` of the first and
 no request failed.
 """
@@ -29,7 +30,7 @@ import trio
 from . import _upstream, _usage
 from ._load import create_vms
 from ._node import MEMORY_TOKEN
-from ._usage import Tolerance, Usage
+from ._usage import Tolerance, Usage, settled
 
 _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 _REQUESTS = re.compile(r"(\d+) requests in")
@@ -37,7 +38,6 @@ _PERCENTILE = re.compile(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
-SETTLE = 1.0  # s after wrk ends before a sample: the node closes the connections wrk left
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,12 @@ async def run(
             await trio.to_thread.run_sync(create_vms, server, vms, "soak")
             health = await _wrk(f"{server.url}/health", length, connections)
             results.append(parse_wrk("health", health))
-            await trio.sleep(SETTLE)
-            samples.append(("start", Usage.of(server.pid)))
+            samples.append(("start", await trio.to_thread.run_sync(settled, server.pid)))
             for index in range(windows):
                 output = await _wrk(f"{server.url}/vms", length, connections)
                 label = f"{index * length:g}-{(index + 1) * length:g}s"
                 results.append(parse_wrk(label, output))
-                await trio.sleep(SETTLE)
-                samples.append((label, Usage.of(server.pid)))
+                samples.append((label, await trio.to_thread.run_sync(settled, server.pid)))
         finally:
             await trio.to_thread.run_sync(server.stop)
     return _report(results, samples, seconds, vms, connections, tolerance)
