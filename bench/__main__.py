@@ -70,6 +70,9 @@ def main() -> None:
         BENCHES["api"] = api_upstream.run
     names = [arg for arg in args if not arg.startswith("--")] or list(BENCHES)
     options = _options(args)
+    known = {param for name in names for param in inspect.signature(BENCHES[name]).parameters}
+    if unknown := sorted(options.keys() - known):
+        sys.exit(f"no benchmark among {', '.join(names)} takes {', '.join(unknown)}")
     for name in names:
         bench = BENCHES[name]
         accepted = inspect.signature(bench).parameters
