@@ -1,13 +1,17 @@
-"""`python -m bench [name ...] [--against-upstream]`: run the benchmarks (all by default).
+"""`python -m bench [name ...] [--against-upstream] [--OPTION=VALUE ...]`: run the benchmarks.
 
-`--against-upstream` makes `api` the side-by-side bench against the upstream provider
-(bench/api_upstream.py) instead of the in-process one.
+All of them by default. `--against-upstream` makes `api` the side-by-side bench against
+the upstream provider (bench/api_upstream.py) instead of the in-process one. Any other
+`--option=value` is a keyword argument of the benches that take it (a number), e.g.
+`python -m bench cycles --cycles=200 --every=50` or `python -m bench soak --seconds=10`.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
@@ -19,12 +23,15 @@ from . import (
     api_upstream,
     boot,
     chain,
+    connections,
+    cycles,
     discovery,
     gating,
     images,
     kernel,
     netns,
     relay,
+    soak,
     vpn,
 )
 
@@ -41,7 +48,21 @@ BENCHES: dict[str, Bench] = {
     "vpn": vpn.run,
     "netns": netns.run,
     "images": images.run,
+    "cycles": cycles.run,
+    "connections": connections.run,
+    "soak": soak.run,
 }
+
+
+def _options(args: list[str]) -> dict[str, float]:
+    """`--name=value` arguments as numbers (ints where they are whole)."""
+    options: dict[str, float] = {}
+    for arg in args:
+        name, equals, raw = arg.removeprefix("--").partition("=")
+        if arg.startswith("--") and equals:
+            value = float(raw)
+            options[name.replace("-", "_")] = int(value) if value.is_integer() else value
+    return options
 
 
 def main() -> None:
@@ -50,8 +71,14 @@ def main() -> None:
     if "--against-upstream" in args:
         BENCHES["api"] = api_upstream.run
     names = [arg for arg in args if not arg.startswith("--")] or list(BENCHES)
+    options = _options(args)
+    known = {param for name in names for param in inspect.signature(BENCHES[name]).parameters}
+    if unknown := sorted(options.keys() - known):
+        sys.exit(f"no benchmark among {', '.join(names)} takes {', '.join(unknown)}")
     for name in names:
-        trio.run(BENCHES[name])
+        bench = BENCHES[name]
+        accepted = inspect.signature(bench).parameters
+        trio.run(partial(bench, **{k: v for k, v in options.items() if k in accepted}))
 
 
 main()

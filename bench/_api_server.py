@@ -13,7 +13,12 @@ here; the backend's answers are kept, except that a VM's SSH endpoint is the ben
 banner server on 127.0.0.1 (the lifecycle's SSH probe needs a banner to call a VM
 running). Every multipass call still runs.
 
-Usage: python -m bench._api_server DATA_DIR PORT MULTIPASS VMS
+The load benches (bench/cycles.py, bench/connections.py, bench/soak.py) run it too; the
+`connections` bench passes SSHD_PORT, an echo server of its own on 127.0.0.1 standing in
+for the guests' sshd (then every VM's SSH endpoint is that server), and MAX_CONNECTIONS,
+the SSH connections each VM's relay accepts at once.
+
+Usage: python -m bench._api_server DATA_DIR PORT MULTIPASS VMS [SSHD_PORT [MAX_CONNECTIONS]]
 """
 
 from __future__ import annotations
@@ -68,10 +73,14 @@ class LoopbackSsh:
         return [self._local(seen) for seen in await self._inner.list_owned()]
 
 
-async def serve(data: Path, port: int, multipass: Path, vms: int) -> int:
+async def serve(
+    data: Path, port: int, multipass: Path, vms: int, sshd_port: int, max_connections: int
+) -> int:
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, _fake_sshd, 0, host=HOST))
-        sshd = Endpoint(HOST, listeners[0].socket.getsockname()[1])
+        if sshd_port == 0:
+            listeners = await nursery.start(partial(trio.serve_tcp, _fake_sshd, 0, host=HOST))
+            sshd_port = listeners[0].socket.getsockname()[1]
+        sshd = Endpoint(HOST, sshd_port)
         inner = MultipassBackend(
             binary=multipass,
             instance_prefix="golem-bench-",
@@ -86,7 +95,9 @@ async def serve(data: Path, port: int, multipass: Path, vms: int) -> int:
         parts = memory_parts(LoopbackSsh(inner, sshd), data, vms)
         parts = replace(
             parts,
-            settings=msgspec.structs.replace(parts.settings, port=port),
+            settings=msgspec.structs.replace(
+                parts.settings, port=port, ssh_max_connections_per_vm=max_connections
+            ),
             host_capacity=Resources.from_gb(cpus=vms, memory_gb=vms, storage_gb=10 * vms),
         )
         status = await run_node(node_tree(parts).root)
@@ -96,8 +107,11 @@ async def serve(data: Path, port: int, multipass: Path, vms: int) -> int:
 
 def main() -> None:
     data, port, multipass, vms = sys.argv[1:5]
+    sshd_port = int(sys.argv[5]) if len(sys.argv) > 5 else 0  # 0: a banner server of its own
+    max_connections = int(sys.argv[6]) if len(sys.argv) > 6 else 4  # as memory_parts sets
     configure_logging(fmt="json", level="info", stream=sys.stdout)
-    sys.exit(trio.run(serve, Path(data), int(port), Path(multipass), int(vms)))
+    args = (Path(data), int(port), Path(multipass), int(vms), sshd_port, max_connections)
+    sys.exit(trio.run(serve, *args))
 
 
 if __name__ == "__main__":

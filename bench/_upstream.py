@@ -150,8 +150,17 @@ def _base_env(state: Path) -> dict[str, str]:
     return env
 
 
-def ours(tmp: Path, multipass: Path, vms: int, cpu_pin: set[int] | None) -> Server:
-    """Our node (`bench._api_server`) on `multipass`, in a fresh data dir under `tmp`."""
+def ours(
+    tmp: Path,
+    multipass: Path,
+    vms: int,
+    cpu_pin: set[int] | None,
+    *,
+    sshd_port: int = 0,
+    max_connections: int = 4,
+) -> Server:
+    """Our node (`bench._api_server`) on `multipass`, in a fresh data dir under `tmp`;
+    `sshd_port`: the VMs' SSH endpoint (0: the node's own banner server)."""
     data = tmp / "ours-data"
     data.mkdir()
     port = free_port()
@@ -159,7 +168,8 @@ def ours(tmp: Path, multipass: Path, vms: int, cpu_pin: set[int] | None) -> Serv
     env["HOME"] = str(tmp)
     env["PYTHONPATH"] = str(REPO)
     argv = [sys.executable, "-m", "bench._api_server", str(data), str(port), str(multipass)]
-    return Server("ours", [*argv, str(vms)], env, port, tmp / "ours.log", cpu_pin)
+    argv += [str(vms), str(sshd_port), str(max_connections)]
+    return Server("ours", argv, env, port, tmp / "ours.log", cpu_pin)
 
 
 def upstream(

@@ -50,6 +50,7 @@ from .openapi import Router, openapi_document
 from .payments import PaymentGate, StreamStatus
 from .schemas import (
     AccessInfo,
+    Amounts,
     CapacityInfo,
     CreateJob,
     CreateVmBody,
@@ -60,7 +61,6 @@ from .schemas import (
     JobInfo,
     NodeState,
     ProviderInfo,
-    ResourcesBody,
     VmInfo,
 )
 from .vm_networks import check_networks, join_networks
@@ -77,10 +77,8 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(_encoder.encode(body), status=status, content_type="application/json")
 
 
-def resources_body(resources: Resources) -> ResourcesBody:
-    return ResourcesBody(
-        cpu=resources.cpus, memory=resources.memory_gb, storage=resources.storage_gib
-    )
+def resources_body(resources: Resources) -> Amounts:
+    return Amounts(cpu=resources.cpus, memory=resources.memory_gb, storage=resources.storage_gib)
 
 
 def vm_info(view: VmView, *, private_key: str | None = None) -> VmInfo:

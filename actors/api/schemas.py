@@ -30,6 +30,18 @@ class VmNetworkBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ip: Annotated[str, Meta(min_length=7, max_length=15, examples=["192.168.0.2"])]
 
 
+Amount = Annotated[int, Meta(ge=0)]
+
+
+class Amounts(msgspec.Struct, frozen=True):
+    """Resources in answers. Unlike a request's (`ResourcesBody`) they have no upper
+    bound: a host's capacity is whatever the host has."""
+
+    cpu: Amount
+    memory: Annotated[Amount, Meta(description="GB of RAM")]
+    storage: Annotated[Amount, Meta(description="GB of disk")]
+
+
 class CreateVmBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Give the size one way: `resources`, a `size` preset, or the three flat fields."""
 
@@ -69,7 +81,7 @@ class VmInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     name: str
     status: str
-    resources: ResourcesBody
+    resources: Amounts
     image: str
     ip_address: str | None
     ssh_port: int | None
@@ -126,10 +138,10 @@ class HostLoadInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CapacityInfo(msgspec.Struct, frozen=True, kw_only=True):
-    total: ResourcesBody
-    sellable: ResourcesBody
-    allocated: ResourcesBody
-    free: ResourcesBody  # what the node offers now: the books and the thresholds
+    total: Amounts
+    sellable: Amounts
+    allocated: Amounts
+    free: Amounts  # what the node offers now: the books and the thresholds
     vms: int
     max_vms: int
     load: HostLoadInfo | None = None  # None: the host's usage is not watched

@@ -51,10 +51,14 @@ class PortVerifier(Actor[PortVerifierMsg]):
         self._verification: Verification | None = None
 
     async def on_start(self) -> None:
-        self._verification = await self._verify(in_use=self._running, api_running=False)
+        self._verification = await self._verify(
+            in_use=self._running, api_running=False, known_usable=frozenset()
+        )
         self.every(self._interval, Recheck())
 
-    async def _verify(self, *, in_use: frozenset[int], api_running: bool) -> Verification:
+    async def _verify(
+        self, *, in_use: frozenset[int], api_running: bool, known_usable: frozenset[int]
+    ) -> Verification:
         multipass, backend = (None, None)
         if self._backend_probe is not None:
             multipass, backend = await self._backend_probe()
@@ -65,6 +69,7 @@ class PortVerifier(Actor[PortVerifierMsg]):
             multipass=multipass,
             backend=backend,
             progress=lambda text: log.info("port verification", progress=text),
+            known_usable=known_usable,
         )
         ssh = result.report.ports.ssh
         log.info(
@@ -86,7 +91,13 @@ class PortVerifier(Actor[PortVerifierMsg]):
                 self._running, self._reserved = running, reserved
             case Recheck():
                 if self.work_for(RECHECK) is None:  # one at a time; a slow one skips ticks
-                    check = partial(self._verify, in_use=self._running, api_running=True)
+                    assert self._verification is not None
+                    check = partial(
+                        self._verify,
+                        in_use=self._running,
+                        api_running=True,
+                        known_usable=self._verification.usable & self._reserved,
+                    )
                     self.start_work(check, then=Checked, key=RECHECK)
             case Checked(verification=verification):
                 self._verification = verification

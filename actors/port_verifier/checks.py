@@ -6,7 +6,9 @@ Externally, the configured port-check servers are asked whether each port is rea
 while they probe, free ports are held open by temporary listeners (a closed port cannot
 be told from a blocked one). Their answers are combined by quorum (domain/port_verdict).
 
-Which SSH ports new VMs may use: the free ones the servers verified reachable. When no
+Which SSH ports new VMs may use: the free ones the servers verified reachable, and those
+of the node's own VMs that an earlier verification found usable (it cannot bind them now
+to test them again). When no
 server answered at all (an offline or local-only host) the node falls back to the
 locally free ports and says so loudly in the status (`Error`); with verification turned
 off it uses the locally free ports without asking anyone.
@@ -91,7 +93,11 @@ async def verify(
     multipass: MultipassCheck | None = None,
     backend: BackendCheck | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    known_usable: frozenset[int] = frozenset(),
 ) -> Verification:
+    """One verification. `known_usable`: ports of the node's own VMs that an earlier one
+    found usable; those this one cannot test (a proxy listens on them) stay usable, so a
+    VM's port is offered again once the VM is deleted, not only after the next check."""
     provider_free = False
     if api_running:
         listening = await accepts(config.provider_host, config.provider_port)
@@ -160,4 +166,5 @@ async def verify(
     else:
         usable = frozenset(p for p in free if verdicts[p] is Verdict.REACHABLE)
         verified = True
+    usable |= known_usable - free
     return Verification(report=report, usable=usable, verified=verified, answered=len(answers))

@@ -26,11 +26,15 @@ launched again: launches are idempotent per id; `deleting` is deleted again), ad
 running VMs by reopening their proxies on the same ports, and deletes backend VMs that
 it created but has no record of. A timer keeps doing the cheap half of that while the
 node runs: proxies that vanished (their supervisor restarted) come back, and a guest
-that powered itself off is reported stopped.
+that powered itself off is reported stopped. A look is a snapshot taken over time (a
+`multipass list` takes a while), so it says nothing of a VM that changed after the look
+began: such VMs are left to the next look (else a create finishing during a look would
+be reported as a VM that disappeared).
 """
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 
@@ -114,6 +118,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         self._vpn = vpn
         self._vms: dict[str, VmRecord] = {}
         self._released: list[str] = []  # deleted since the last commit
+        self._changed: dict[str, float] = {}  # VM -> when its status or work last changed
         self._waiters = Waiters()
 
     @property
@@ -254,6 +259,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         record = self._vms.get(outcome.vm_id)
         if record is None:
             return  # deleted meanwhile
+        self._changed[record.vm_id] = trio.current_time()
         if outcome.error:
             log.warning("vm operation failed", vm_id=record.vm_id, error=outcome.error)
         if outcome.observed is not None:
@@ -272,6 +278,8 @@ class VmLifecycle(Actor[LifecycleMsg]):
         for record in list(self._vms.values()):
             if self.work_for(record.vm_id) is not None:
                 continue  # an operation is deciding this VM's fate
+            if self._changed.get(record.vm_id, -math.inf) >= seen.began:
+                continue  # it changed after the look began: the look may predate that
             machine = seen.machines.get(record.vm_id)
             state = machine.state if machine else BackendState.MISSING
             if record.status not in (VmStatus.RUNNING, VmStatus.STOPPED):
@@ -311,8 +319,10 @@ class VmLifecycle(Actor[LifecycleMsg]):
             was=record.status.value,
             error=error,
         )
+        self._changed[record.vm_id] = trio.current_time()
         if status is VmStatus.DELETED:
             self._vms.pop(record.vm_id, None)
+            self._changed.pop(record.vm_id, None)
             self._released.append(record.vm_id)  # its resources go at the commit
             log.info("vm deleted", vm_id=record.vm_id, port=record.ssh_port)
             return
@@ -339,10 +349,11 @@ class VmLifecycle(Actor[LifecycleMsg]):
         structlog.contextvars.bind_contextvars(vm_id=record.vm_id)  # this work's task only
         return await self._ops.perform(record, effects)
 
-    async def _look(self) -> tuple[list[Observed], tuple[str, ...]]:
+    async def _look(self) -> tuple[float, list[Observed], tuple[str, ...]]:
         """The periodic look at the world, to notice drift (work: it waits on the backend)."""
+        began = trio.current_time()
         machines = await self._backend.list_owned()
-        return machines, await self._ops.proxies.call(WhichChildren())
+        return began, machines, await self._ops.proxies.call(WhichChildren())
 
     # -- committing a change -------------------------------------------------------------
 
@@ -448,9 +459,11 @@ def _failure_of(vm_id: str, effects: tuple[Effect, ...], error: Exception) -> Op
     return OpOutcome(vm_id=vm_id, event=event, error=str(error))
 
 
-def _observation(seen: tuple[list[Observed], tuple[str, ...]]) -> Observation:
-    machines, proxies = seen
-    return Observation(machines={o.vm_id: o for o in machines}, proxies=frozenset(proxies))
+def _observation(seen: tuple[float, list[Observed], tuple[str, ...]]) -> Observation:
+    began, machines, proxies = seen
+    return Observation(
+        machines={o.vm_id: o for o in machines}, proxies=frozenset(proxies), began=began
+    )
 
 
 def _observation_failed(error: Exception) -> ObservationFailed:

@@ -138,10 +138,12 @@ class OpOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Observation(msgspec.Struct, frozen=True, kw_only=True):
-    """A periodic look at the backend and the proxies, to notice drift."""
+    """A periodic look at the backend and the proxies, to notice drift; `began` is when
+    the look started (trio's clock): what it saw may predate any change since."""
 
     machines: dict[str, Observed]
     proxies: frozenset[str]
+    began: float
 
 
 class ObservationFailed(msgspec.Struct, frozen=True):

@@ -17,7 +17,9 @@ Two pump engines, same contract:
   every other connection (and cancellation) in the process.
 - stream (anywhere): `receive_some` / `send_all` with 256 KiB chunks.
 The splice pump measured ~1.3 GB/s against ~1.0 GB/s for the stream pump on one core,
-and costs about half the CPU; `"auto"` picks splice when the platform has it.
+and costs about half the CPU; `"auto"` picks splice when the platform has it. Its pipe
+costs two file descriptors per direction (six per relayed connection with the sockets);
+when the process has none left for a pipe, that direction runs the stream pump instead.
 
 Half-close: when one direction reads EOF, the pump shuts the other socket's write side
 (`SHUT_WR`) and finishes; the opposite direction keeps flowing until its own EOF. The
@@ -163,6 +165,9 @@ def _describe(error: BaseException) -> str:
     return type(error).__name__
 
 
+_OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
 def _peer_gone(error: OSError) -> bool:
     return error.errno in _PEER_GONE
 
@@ -261,7 +266,16 @@ async def _splice_pump(
     src_sock, dst_sock = src.socket, dst.socket
     src_fd, dst_fd = src_sock.fileno(), dst_sock.fileno()
     flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
-    read_end, write_end, size = _open_pipe()
+    try:
+        read_end, write_end, size = _open_pipe()
+    except OSError as exc:
+        if exc.errno not in _OUT_OF_FDS:
+            raise
+        # The process is out of file descriptors (a pipe costs two): this connection
+        # moves its bytes through user space instead of failing, and so of crashing
+        # the proxy that holds every other connection of the VM.
+        await _stream_pump(src, dst, towards, state)
+        return
     try:
         while True:
             try:

@@ -22,6 +22,7 @@ import structlog
 import trio
 
 from golem_actor._atomic import write_atomic
+from golem_actor.adapters.fd_limit import raise_open_file_limit
 from golem_actor.adapters.local_ports import connect_host
 from golem_actor.adapters.sd_notify import notify_ready
 from golem_actor.logs import choose_format, configure_logging, reset_logging
@@ -56,6 +57,9 @@ def _run_foreground(loaded: LoadedSettings, ready_fd: int | None) -> int:
     log = structlog.get_logger("golem_actor.cli")
     for warning in loaded.warnings:
         log.warning("settings", detail=warning)
+    before, after = raise_open_file_limit()  # SSH relays hold six fds per connection
+    if after != before:
+        log.info("open file limit raised", before=before, after=after)
     try:
         _pidfile.claim(settings.pid_file)
     except _pidfile.AlreadyRunning as error:

@@ -7,6 +7,8 @@ nothing but the backend probe, which the test holds open, takes any time.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
 from lifecycle_harness import port_block
@@ -122,3 +124,27 @@ async def test_while_a_recheck_runs_the_ports_it_may_hold_are_reported_held(
         probe.release.set()
         await trio.sleep(1)
         assert (await address.call(GetUsablePorts())).held == frozenset()
+
+
+async def test_a_port_in_use_during_a_recheck_is_usable_again_once_its_vm_is_gone(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recheck cannot bind a port a VM's proxy listens on, so it learns nothing new of
+    it: the port keeps what was known, and a deleted VM's port is offered again at once,
+    not after the next recheck (with as many ports as VMs, creates would fail till then)."""
+    monkeypatch.setattr(checks, "accepts", no_listener)
+    ports = port_block(4)
+    ssh = ports[1:]
+    probe = HeldProbe()
+    async with hosted(verifier(ssh, probe), "port_verifier") as address:
+        assert set((await address.call(GetUsablePorts())).ports) == set(ssh)
+        with socket.socket() as proxy:  # the VM's proxy, listening during the recheck
+            proxy.bind(("127.0.0.1", ssh[0]))
+            proxy.listen()
+            await address.cast(PortsInUse(running=frozenset(), reserved=frozenset({ssh[0]})))
+            await trio.sleep(INTERVAL + 1)
+            assert probe.calls == 2
+            probe.release.set()
+            await trio.sleep(1)
+        await address.cast(PortsInUse(running=frozenset(), reserved=frozenset()))  # deleted
+        assert set((await address.call(GetUsablePorts())).ports) == set(ssh)

@@ -7,7 +7,9 @@ Layout of every test: `client_peer` <-> [`relay_client` relay `relay_upstream`] 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import resource
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -301,3 +303,31 @@ async def test_auto_picks_splice_where_available(wires: Wires) -> None:
 async def test_a_non_positive_idle_timeout_is_refused(wires: Wires) -> None:
     with pytest.raises(ValueError, match="idle_timeout"):
         await relay(wires.relay_client, wires.relay_upstream, idle_timeout=0)
+
+
+@pytest.mark.skipif(not SPLICE_AVAILABLE, reason="no os.splice here")
+async def test_out_of_file_descriptors_the_splice_relay_still_moves_the_bytes(
+    wires: Wires,
+) -> None:
+    """A splice pump needs a pipe (two fds); a process at its fd limit gets EMFILE. The
+    connection must still work (through user space), not fail or crash its proxy."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no new fd at all
+    try:
+        with pytest.raises(OSError, match="Too many open files"):
+            os.pipe()
+        results: list[RelayResult] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_relay, wires, Engine.SPLICE, 30.0, results)
+            await wires.client_peer.send_all(b"ping")
+            assert await receive_exactly(wires.upstream_peer, 4) == b"ping"
+            await wires.upstream_peer.send_all(b"pong")
+            assert await receive_exactly(wires.client_peer, 4) == b"pong"
+            await wires.client_peer.send_eof()
+            await wires.upstream_peer.send_eof()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert results[0].reason is EndReason.COMPLETED
+    assert (results[0].bytes_to_upstream, results[0].bytes_to_client) == (4, 4)

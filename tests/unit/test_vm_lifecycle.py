@@ -415,3 +415,49 @@ async def test_a_lifecycle_crash_fails_waiting_callers_at_once(tmp_path: Path) -
         assert incarnations(node, "vm_lifecycle") == 2
         backend.hold.set()  # the next incarnation resumed the create
         await node.wait_status(view.vm_id, VmStatus.RUNNING)
+
+
+class SlowLook(MemoryBackend):
+    """A backend whose listing is a snapshot that takes a while to come back, as a
+    `multipass list` does: what it reports was true when the call started."""
+
+    def __init__(self, *, ssh: Endpoint, delay: float) -> None:
+        super().__init__(ssh=ssh)
+        self.delay = delay
+        self._started = trio.Event()
+
+    async def look_started(self) -> None:
+        """Until a look starts (from now on)."""
+        self._started = trio.Event()
+        await self._started.wait()
+
+    async def list_owned(self) -> list[Observed]:
+        snapshot = list(self.machines.values())
+        self._started.set()
+        await trio.sleep(self.delay)
+        return snapshot
+
+
+async def test_a_look_older_than_a_vm_s_last_change_does_not_undo_it(tmp_path: Path) -> None:
+    # A look takes 0.3 s here; a create, then a stop and a start, each finish while a look
+    # that began before them is still out: its report (the VM missing, then stopped
+    # while it runs again) is stale and must change nothing.
+    backend = SlowLook(ssh=Endpoint("127.0.0.1", 9), delay=0.3)
+    async with running_node(tmp_path, backend) as node:
+        await backend.look_started()
+        view = await node.lifecycle.call(create("fresh"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        await trio.sleep(0.5)  # the look that started before the create has reported
+        now = await node.lifecycle.call(GetVm(OPERATOR, view.vm_id))
+        assert now.status is VmStatus.RUNNING, now.error
+        await node.lifecycle.call(StopVm(OPERATOR, view.vm_id))
+        await node.wait_status(view.vm_id, VmStatus.STOPPED)
+        await backend.look_started()
+        await node.lifecycle.call(StartVm(OPERATOR, view.vm_id))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        await trio.sleep(0.5)
+        now = await node.lifecycle.call(GetVm(OPERATOR, view.vm_id))
+        assert now.status is VmStatus.RUNNING, now.error
+        # A real drift is still seen once a look starts after the last change.
+        node.backend.power_off(view.vm_id)
+        await node.wait_status(view.vm_id, VmStatus.STOPPED)
