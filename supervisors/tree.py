@@ -205,6 +205,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             create_timeout=settings.launch_timeout_seconds + 30.0,
             stop=stop,
             vpn_router=tree.address_of(vpn_spec),
+            gates=parts.gates,
             limits=api_limits(settings),
             observed=Observed(
                 statistics=tree.statistics,
