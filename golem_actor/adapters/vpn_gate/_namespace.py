@@ -26,6 +26,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
 
 import trio
 
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 CONNECT_TIMEOUT = 5.0  # yagna's TCP_CONN_TIMEOUT (golem-vpn.md §7.3): a dead port is 504 by then
+HELPER = Path(__file__).with_name("_helper.py")  # a script: no package imports, fast start
 GATE_MTU = 1220  # the guests' VPN MTU (switch.DEFAULT_MTU): MSS 1180 both ways
 _UNANSWERED = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.EHOSTDOWN, errno.ENETDOWN}
@@ -161,7 +163,7 @@ async def open_gate_namespace(
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     argv = [
         _unshare(), "--user", "--map-root-user", "--net", "--",
-        sys.executable, "-m", "golem_actor.adapters.vpn_gate._helper",
+        sys.executable, "-I", str(HELPER),
         str(theirs.fileno()), str(interface), mac.hex(":"), str(mtu),
     ]  # fmt: skip
     try:
