@@ -245,7 +245,10 @@ class GateRoutes:
             await ws.accept()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_frames_to_router, ws, raw, nursery.cancel_scope)
-                nursery.start_soon(_frames_from_router, ws, raw)
+                nursery.start_soon(_frames_from_router, ws, raw, nursery.cancel_scope)
+            if ws.ended is None:  # the port went away under the gate (network removed)
+                with trio.CancelScope(shield=True):
+                    await ws.close(CLOSE_GONE, "the raw gate's port is gone")
         finally:
             await gates.close_raw(raw)
             log.info("raw gate closed", network_id=network_id, src=str(src))
@@ -260,14 +263,18 @@ async def _frames_to_router(ws: AsgiWebsocket, raw: RawPort, done: trio.CancelSc
         if frame is not None and 14 <= len(frame) <= MAX_FRAME:
             try:
                 await raw.sock.send(frame)  # waits while the router's end is full
-            except OSError:
-                done.cancel()  # the router detached the port
+            except (trio.ClosedResourceError, OSError):
+                done.cancel()  # the router detached the port, or the network went
                 return
 
 
-async def _frames_from_router(ws: AsgiWebsocket, raw: RawPort) -> None:
+async def _frames_from_router(ws: AsgiWebsocket, raw: RawPort, done: trio.CancelScope) -> None:
     while True:
-        frame = await raw.sock.recv(MAX_FRAME)
+        try:
+            frame = await raw.sock.recv(MAX_FRAME)
+        except (trio.ClosedResourceError, OSError):
+            done.cancel()  # closed under us: the network was removed
+            return
         await ws.send(frame)
 
 

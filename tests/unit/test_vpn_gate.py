@@ -51,6 +51,7 @@ class World:
     network_id: str
     router: SwitchRouter
     vm: Vm
+    gates: Gates
 
     def url(self, path: str) -> str:
         return f"{self.ws_base}{path}"
@@ -92,6 +93,7 @@ async def world(tmp_path: Path, cidr: str = "10.8.0.0/24") -> AsyncIterator[Worl
                 network["id"],
                 router,
                 vm,
+                gates,
             )
             await gates.aclose()
     finally:
@@ -262,6 +264,29 @@ async def test_removing_the_network_closes_its_gates(tmp_path: Path) -> None:
             assert _code(closed.value) == 1001
         with trio.fail_after(2), pytest.raises(ConnectionResetError):
             await conn.recv(100)
+        listener.close()
+
+
+async def test_a_lost_gate_namespace_is_replaced(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        listener = trio.socket.from_stdlib_socket(w.vm.listener(QUIET))
+
+        async def round_trip() -> None:
+            async with trio_websocket.open_websocket_url(
+                w.url(f"/tcp/{VM_IP}/{QUIET}"), extra_headers=w.auth()
+            ) as ws:
+                conn, _ = await listener.accept()
+                await conn.send(b"ping")
+                assert await ws.get_message() == b"ping"
+                conn.close()
+
+        await round_trip()
+        helper = w.gates.namespace_of(w.network_id)
+        assert helper is not None
+        helper.process.kill()
+        await helper.process.wait()
+        await round_trip()  # a new namespace, attached in the old one's place
+        assert w.gates.namespace_of(w.network_id) not in (None, helper)
         listener.close()
 
 

@@ -27,6 +27,7 @@ from ._namespace import (
     GATE_MTU,
     GateError,
     GateNamespace,
+    NamespaceGone,
     open_gate_namespace,
 )
 
@@ -127,19 +128,39 @@ class Gates:
     async def connect(
         self, network: VpnNetwork, ip: IPv4Address, port: int
     ) -> tuple[trio.SocketStream, GateConnection]:
-        """A TCP connection from the requestor's first address to `ip:port` (GateError)."""
+        """A TCP connection from the requestor's first address to `ip:port` (GateError).
+
+        A namespace whose helper died is replaced once, transparently."""
         namespace = await self._namespace(network)
-        stream = await namespace.connect(ip, port)
+        try:
+            stream = await namespace.connect(ip, port)
+        except NamespaceGone:
+            log.warning("gate namespace lost: reopening", network_id=network.id)
+            await self._drop_namespace(network.id, namespace)
+            stream = await (await self._namespace(network)).connect(ip, port)
         local = stream.socket.getsockname()
         connection = GateConnection(network.id, (local[0], local[1]), (str(ip), port))
         self._network(network.id).connections.add(connection)
         return stream, connection
+
+    async def _drop_namespace(self, network_id: str, namespace: GateNamespace) -> None:
+        entry = self._network(network_id)
+        async with entry.lock:
+            if entry.namespace is namespace:
+                entry.namespace = None
+                with trio.CancelScope(shield=True):
+                    await self.router.detach_port(f"gate:{network_id}")
+                    await namespace.aclose()
 
     def forget(self, connection: GateConnection) -> None:
         connection.done.set()
         entry = self._networks.get(connection.network_id)
         if entry is not None:
             entry.connections.discard(connection)
+
+    def namespace_of(self, network_id: str) -> GateNamespace | None:
+        entry = self._networks.get(network_id)
+        return None if entry is None else entry.namespace
 
     def connections(self, network_id: str) -> list[GateConnection]:
         entry = self._networks.get(network_id)

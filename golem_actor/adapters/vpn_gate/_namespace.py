@@ -37,6 +37,7 @@ __all__ = [
     "GateNamespace",
     "GateRefused",
     "GateUnanswered",
+    "NamespaceGone",
     "open_gate_namespace",
 ]
 
@@ -58,6 +59,10 @@ class GateRefused(GateError):
 
 class GateUnanswered(GateError):
     """Nothing answered within the connect bound."""
+
+
+class NamespaceGone(GateError):
+    """The helper is gone (killed, say): this namespace makes no more sockets."""
 
 
 def _unshare() -> str:
@@ -92,7 +97,9 @@ class GateNamespace:
                 await self.control.send(b"tcp")
                 message, fds = await _receive_fds(self.control)
             except OSError as exc:
-                raise GateError(f"the gate namespace is gone: {exc}") from exc
+                raise NamespaceGone(f"the gate namespace is gone: {exc}") from exc
+        if not message:
+            raise NamespaceGone("the gate namespace is gone")
         if message != b"ok" or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
