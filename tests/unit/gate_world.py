@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import TypeVar
 
 from golem_actor.adapters.vpn_gate import GatePort
@@ -168,3 +169,27 @@ def deaf_member(router: SwitchRouter, network_id: str, ip: IPv4Address) -> socke
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     router.attach(SwitchPort(f"deaf-{ip}", network_id, ip), theirs.detach())
     return ours
+
+
+def dropbear_argv(vm: Vm, work: Path) -> tuple[list[str], Path]:
+    """An SSH server (dropbear) on the VM's port 22, and the client key it accepts.
+
+    It logs in a user `gatetest` (uid 0, home in `work`) that exists only in a private
+    mount namespace's copy of /etc/passwd: nothing of the host's accounts is touched."""
+    home = work / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    home.chmod(0o700)
+    key = work / "client"
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    authorized = home / ".ssh" / "authorized_keys"
+    authorized.write_text((work / "client.pub").read_text())
+    authorized.chmod(0o600)
+    run("dropbearkey", "-t", "ed25519", "-f", str(work / "hostkey"))
+    passwd = work / "passwd"
+    passwd.write_text(Path("/etc/passwd").read_text() + f"gatetest:x:0:0::{home}:/bin/sh\n")
+    inner = (
+        f"mount --bind {passwd} /etc/passwd && exec dropbear -F -E -s -r {work / 'hostkey'}"
+        f" -p {vm.ip}:22 -P {work / 'dropbear.pid'}"
+    )
+    argv = ["ip", "netns", "exec", vm.netns, "unshare", "--mount", "--propagation", "private"]
+    return [*argv, "sh", "-c", inner], key

@@ -8,6 +8,8 @@ import hashlib
 import os
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import httpx
 import pytest
 import trio
 import trio_websocket
-from gate_world import SwitchRouter, Vm, deaf_member, make_vm, run
+from gate_world import SwitchRouter, Vm, deaf_member, dropbear_argv, make_vm, run
 from lifecycle_harness import running_api
 
 from golem_actor.adapters.vpn_gate import Gates
@@ -288,6 +290,54 @@ async def test_a_lost_gate_namespace_is_replaced(tmp_path: Path) -> None:
         await round_trip()  # a new namespace, attached in the old one's place
         assert w.gates.namespace_of(w.network_id) not in (None, helper)
         listener.close()
+
+
+async def test_ssh_through_the_gate_with_a_proxy_command(tmp_path: Path) -> None:
+    """OpenSSH's client, `gate_proxy` as its ProxyCommand, dropbear in the VM."""
+    async with world(tmp_path) as w:
+        work = tmp_path / "ssh"
+        work.mkdir()
+        argv, key = dropbear_argv(w.vm, work)
+        server = await trio.lowlevel.open_process(argv, stdin=subprocess.DEVNULL)
+        try:
+            with trio.fail_after(5):
+                await _until_listening(w, 22)
+            proxy = f"{sys.executable} -m golem_actor.gate_proxy {w.url(f'/tcp/{VM_IP}/22')}"
+            data = os.urandom(MB)
+            done = await trio.run_process(
+                [
+                    "ssh", "-i", str(key), "-o", "BatchMode=yes",
+                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                    "-o", f"ProxyCommand={proxy}", f"gatetest@{VM_IP}",
+                    "echo gate-ok; sha256sum",
+                ],
+                stdin=data,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env={**os.environ, "GOLEM_NET_TOKEN": ALICE},
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr.decode()
+            lines = done.stdout.decode().split()
+            assert lines[0] == "gate-ok"
+            assert lines[1] == hashlib.sha256(data).hexdigest()
+        finally:
+            server.kill()
+            await server.wait()
+
+
+async def _until_listening(w: World, port: int) -> None:
+    """Knock through the gate until the VM's port accepts (the server is starting)."""
+    for _ in range(100):
+        try:
+            async with trio_websocket.open_websocket_url(
+                w.url(f"/tcp/{VM_IP}/{port}"), extra_headers=w.auth()
+            ):
+                return
+        except trio_websocket.ConnectionRejected as rejected:
+            if rejected.status_code != 400:  # 400: refused, not listening yet
+                raise
+        await trio.sleep(0.05)
 
 
 def _echo_request(src: IPv4Address, dst: IPv4Address, dst_mac: bytes, seq: int) -> bytes:
