@@ -36,6 +36,7 @@ __all__ = ["GateConnection", "GatePort", "Gates", "RawPort", "RouterPorts"]
 log = structlog.get_logger("golem_actor.vpn_gate")
 RAW_BUFFER = 256 * 1024  # socket buffers of a raw gate's pair: a few hundred frames
 _RESET_GRACE = 2.0  # how long a removed network's gate connections get to send their RSTs
+_DRAIN = 0.2  # then how long the router gets to take them off the TAP
 
 
 @dataclass(frozen=True)
@@ -206,12 +207,17 @@ class Gates:
         entry = self._networks.pop(network_id, None)
         if entry is None:
             return
-        for connection in entry.connections:
+        open_now = list(entry.connections)
+        for connection in open_now:
             connection.cancel.cancel()
         with trio.CancelScope(shield=True):
             with trio.move_on_after(_RESET_GRACE):  # their RSTs must leave before the TAP
-                for connection in list(entry.connections):
+                for connection in open_now:
                     await connection.done.wait()
+            if open_now:
+                # The RSTs sit in the TAP's queue until the router reads them: give it a
+                # moment before the port (and so the queue) goes.
+                await trio.sleep(_DRAIN)
             for raw in list(entry.raw.values()):
                 await self.router.detach_port(raw.port.port_id)
                 raw.sock.close()
