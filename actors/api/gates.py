@@ -11,7 +11,8 @@ Handshake, in order, each failure a plain HTTP answer before any upgrade (client
 handshake error with the status, as with yagna): 401 no token; 400 an ip or port that is
 not one; 404 a network that does not exist or is not the caller's; 400 an address
 outside the network; 501 a node without gates; then the TCP connect inside the network:
-400 refused, 504 no answer within `CONNECT_TIMEOUT` (5 s). Only a connected gate is
+400 refused, 504 no answer within `CONNECT_TIMEOUT` (5 s), 409 past `MAX_CONNECTIONS`
+open gates in the network. Only a connected gate is
 upgraded (101). The raw gate checks `src` (one of the requestor's addresses, not the TCP
 gate's first one, 409 when another raw gate holds it) and `dst` (a node's address or the
 gateway, as yagna requires a known destination).
@@ -55,6 +56,7 @@ from golem_actor.adapters.vpn_gate import (
     GateUnanswered,
     RawPort,
     SocketTcp,
+    TooManyConnections,
     WsEnded,
     pump,
 )
@@ -200,6 +202,8 @@ class GateRoutes:
             raise NetApiError(400, f"Socket closed: {error}") from error
         except GateUnanswered as error:
             raise NetApiError(504, str(error)) from error
+        except TooManyConnections as error:
+            raise NetApiError(409, str(error)) from error
         except GateError as error:
             raise NetApiError(503, str(error)) from error
         tcp = SocketTcp(stream)

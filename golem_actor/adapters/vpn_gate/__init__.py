@@ -24,7 +24,15 @@ ends that network's gate connections, detaches its ports and ends the helper; th
 stop calls `Gates.aclose`.
 """
 
-from ._gates import GateConnection, GatePort, Gates, RawPort, RouterPorts
+from ._gates import (
+    MAX_CONNECTIONS,
+    GateConnection,
+    GatePort,
+    Gates,
+    RawPort,
+    RouterPorts,
+    TooManyConnections,
+)
 from ._namespace import (
     CONNECT_TIMEOUT,
     GATE_MTU,
@@ -40,6 +48,7 @@ __all__ = [
     "CHUNK",
     "CONNECT_TIMEOUT",
     "GATE_MTU",
+    "MAX_CONNECTIONS",
     "GateConnection",
     "GateEnd",
     "GateError",
@@ -52,6 +61,7 @@ __all__ = [
     "RouterPorts",
     "SocketTcp",
     "TcpSide",
+    "TooManyConnections",
     "WsEnded",
     "WsSide",
     "open_gate_namespace",

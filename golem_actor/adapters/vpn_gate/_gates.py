@@ -31,12 +31,21 @@ from ._namespace import (
     open_gate_namespace,
 )
 
-__all__ = ["GateConnection", "GatePort", "Gates", "RawPort", "RouterPorts"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "GateConnection",
+    "GatePort",
+    "Gates",
+    "RawPort",
+    "RouterPorts",
+    "TooManyConnections",
+]
 
 log = structlog.get_logger("golem_actor.vpn_gate")
 RAW_BUFFER = 256 * 1024  # socket buffers of a raw gate's pair: a few hundred frames
 _RESET_GRACE = 2.0  # how long a removed network's gate connections get to send their RSTs
 _DRAIN = 0.2  # then how long the router gets to take them off the TAP
+MAX_CONNECTIONS = 256  # open TCP gate connections per network (each a socket and two tasks)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,10 @@ class _Network:
     raw: dict[IPv4Address, RawPort] = field(default_factory=dict)
 
 
+class TooManyConnections(GateError):
+    """The network has `MAX_CONNECTIONS` gate connections open already."""
+
+
 class Gates:
     def __init__(
         self,
@@ -132,6 +145,10 @@ class Gates:
         """A TCP connection from the requestor's first address to `ip:port` (GateError).
 
         A namespace whose helper died is replaced once, transparently."""
+        if len(self.connections(network.id)) >= MAX_CONNECTIONS:
+            raise TooManyConnections(
+                f"at most {MAX_CONNECTIONS} gate connections per network are open at once"
+            )
         namespace = await self._namespace(network)
         try:
             stream = await namespace.connect(ip, port)
