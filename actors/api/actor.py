@@ -29,6 +29,9 @@ from .limits import RequestLimits
 
 log = structlog.get_logger("golem_actor.api")
 WEBSOCKET_PING_INTERVAL = 5.0  # the gates' keep-alive, as yagna's (golem-vpn.md §7.5)
+# A gate message may be 16 times yagna's 64 KiB; hypercorn's 16 MiB default would let one
+# connection park 160 MiB in its queue of 10 messages. Past it: close 1009.
+WEBSOCKET_MAX_MESSAGE = 1024 * 1024
 
 
 class ApiActor(Actor[Never]):
@@ -61,6 +64,7 @@ class ApiActor(Actor[Never]):
         config.h11_max_incomplete_size = limits.max_header_bytes
         config.h2_max_header_list_size = limits.max_header_bytes
         config.websocket_ping_interval = WEBSOCKET_PING_INTERVAL
+        config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE
         return config
 
     def _app(self) -> RequestLimits:

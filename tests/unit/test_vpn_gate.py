@@ -142,7 +142,8 @@ async def test_ten_megabytes_through_the_tcp_gate_intact_and_64k_messages(
                 async def send_all() -> None:
                     await ws.send_message(payload[: 64 * 1024])  # one 64 KiB message
                     await ws.send_message("text is bytes too")
-                    rest = payload[64 * 1024 :]
+                    await ws.send_message(payload[64 * 1024 : MB])  # up to 1 MiB is fine
+                    rest = payload[MB:]
                     for start in range(0, len(rest), 60_000):
                         await ws.send_message(rest[start : start + 60_000])
 
@@ -194,7 +195,20 @@ async def test_closing_propagates_both_ways_within_a_second(tmp_path: Path) -> N
                 await ws.get_message()
             assert _code(closed.value) == 1000
 
-        # 4. the VM resets: the websocket closes with 1011 at once
+        # 4. a message past 1 MiB closes the websocket (1009) and the connection
+        async with trio_websocket.open_websocket_url(
+            w.url(f"/tcp/{VM_IP}/{QUIET}"), extra_headers=w.auth(), max_message_size=4 * MB
+        ) as ws:
+            conn, _ = await listener.accept()
+            await ws.send_message(b"x" * (MB + 1))
+            with trio.fail_after(1), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await ws.get_message()
+            assert _code(closed.value) == 1009
+            with trio.fail_after(2):
+                assert await conn.recv(100) == b""  # nothing of it reached the VM
+            conn.close()
+
+        # 5. the VM resets: the websocket closes with 1011 at once
         async with trio_websocket.open_websocket_url(
             w.url(f"/tcp/{VM_IP}/{QUIET}"), extra_headers=w.auth()
         ) as ws:
