@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 import httpx
@@ -23,7 +23,7 @@ import trio_websocket
 from gate_world import SwitchRouter, Vm, deaf_member, dropbear_argv, make_vm, run
 from lifecycle_harness import running_api
 
-from golem_actor.adapters.vpn_gate import Gates
+from golem_actor.adapters.vpn_gate import GateError, Gates, open_gate_namespace
 from golem_actor.domain.vpn.addressing import guest_mac, router_mac
 from golem_actor.domain.vpn.ethernet import ETHERTYPE_IPV4, build_ethernet
 from golem_actor.domain.vpn.ipv4 import (
@@ -404,3 +404,15 @@ async def test_raw_gate_icmp_echo_to_the_gateway_and_to_a_vm(tmp_path: Path) -> 
             with trio.fail_after(3):  # the VM's kernel ARPs for us first
                 echo = await _echo_reply(ws, VM_IP)
             assert (echo.seq, echo.data) == (2, b"raw-gate-probe")
+
+
+async def test_a_gate_namespace_that_cannot_start_says_why() -> None:
+    with pytest.raises(GateError, match="did not start: error .*Invalid argument"):
+        await open_gate_namespace(IPv4Interface("10.8.0.1/24"), router_mac(VM_IP), mtu=10)
+    namespace = await open_gate_namespace(IPv4Interface("10.8.0.1/24"), router_mac(VM_IP))
+    tap = namespace.take_tap()
+    with pytest.raises(GateError, match="taken already"):
+        namespace.take_tap()
+    os.close(tap)
+    await namespace.aclose()
+    assert namespace.process.returncode == 0  # it ended on the closed control socket
