@@ -407,7 +407,7 @@ async def test_raw_gate_icmp_echo_to_the_gateway_and_to_a_vm(tmp_path: Path) -> 
 
 
 async def test_a_gate_namespace_that_cannot_start_says_why() -> None:
-    with pytest.raises(GateError, match="did not start: error .*Invalid argument"):
+    with pytest.raises(GateError, match=r"did not start: error .*Invalid argument"):
         await open_gate_namespace(IPv4Interface("10.8.0.1/24"), router_mac(VM_IP), mtu=10)
     namespace = await open_gate_namespace(IPv4Interface("10.8.0.1/24"), router_mac(VM_IP))
     tap = namespace.take_tap()
