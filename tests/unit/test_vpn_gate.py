@@ -23,7 +23,14 @@ import trio_websocket
 from gate_world import SwitchRouter, Vm, deaf_member, dropbear_argv, make_vm, run
 from lifecycle_harness import running_api
 
-from golem_actor.adapters.vpn_gate import GateError, Gates, open_gate_namespace
+from golem_actor.adapters.qemu._sandbox import vm_user
+from golem_actor.adapters.vpn_gate import (
+    GateError,
+    Gates,
+    GateUnanswered,
+    HelperUser,
+    open_gate_namespace,
+)
 from golem_actor.domain.vpn.addressing import guest_mac, router_mac
 from golem_actor.domain.vpn.ethernet import ETHERTYPE_IPV4, build_ethernet
 from golem_actor.domain.vpn.ipv4 import (
@@ -416,3 +423,23 @@ async def test_a_gate_namespace_that_cannot_start_says_why() -> None:
     os.close(tap)
     await namespace.aclose()
     assert namespace.process.returncode == 0  # it ended on the closed control socket
+
+
+async def test_a_root_node_runs_the_helper_as_the_vm_user() -> None:
+    runas = vm_user()
+    assert runas is not None  # root: the VM user exists (created when missing)
+    namespace = await open_gate_namespace(
+        IPv4Interface("10.8.0.1/24"),
+        router_mac(VM_IP),
+        runas=HelperUser(runas.uid, runas.gid, runas.groups),
+    )
+    try:
+        status = await trio.Path(f"/proc/{namespace.process.pid}/status").read_text()
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        assert uids.split()[1:] == [str(runas.uid)] * 4
+        os.close(namespace.take_tap())
+        namespace.connect_timeout = 0.5
+        with pytest.raises(GateUnanswered):  # its sockets work: nobody is on the TAP
+            await namespace.connect(VM_IP, 22)
+    finally:
+        await namespace.aclose()

@@ -21,7 +21,9 @@ fd. Gate ports are `gate:<network id>` (the namespace's TAP) and `raw:<network i
 The API holds the `Gates` (`ApiContext.gates`): the first TCP gate into a network opens
 its namespace and attaches it; `DELETE /net/{id}` calls `Gates.close_network`, which
 ends that network's gate connections, detaches its ports and ends the helper; the node's
-stop calls `Gates.aclose`.
+stop calls `Gates.aclose`. A root node passes `runas=HelperUser(...)` (the VM user's ids,
+qemu `vm_user()`), so that the helpers are not root on the host's files; `/dev/net/tun`
+must then be usable by that user (0666, as pasta needs already).
 """
 
 from ._gates import (
@@ -40,6 +42,7 @@ from ._namespace import (
     GateNamespace,
     GateRefused,
     GateUnanswered,
+    HelperUser,
     open_gate_namespace,
 )
 from ._pump import CHUNK, GateEnd, SocketTcp, TcpSide, WsEnded, WsSide, pump
@@ -57,6 +60,7 @@ __all__ = [
     "GateRefused",
     "GateUnanswered",
     "Gates",
+    "HelperUser",
     "RawPort",
     "RouterPorts",
     "SocketTcp",

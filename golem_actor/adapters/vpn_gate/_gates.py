@@ -27,6 +27,7 @@ from ._namespace import (
     GATE_MTU,
     GateError,
     GateNamespace,
+    HelperUser,
     NamespaceGone,
     open_gate_namespace,
 )
@@ -108,8 +109,10 @@ class Gates:
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
         mtu: int = GATE_MTU,
+        runas: HelperUser | None = None,
     ) -> None:
         self.router = router
+        self.runas = runas  # the namespaces' helpers run as this user (a root node)
         self.connect_timeout = connect_timeout
         self.mtu = mtu
         self._networks: dict[str, _Network] = {}
@@ -128,6 +131,7 @@ class Gates:
                     port.mac,
                     mtu=self.mtu,
                     connect_timeout=self.connect_timeout,
+                    runas=self.runas,
                 )
                 try:
                     await self.router.attach_port(port, namespace.take_tap())

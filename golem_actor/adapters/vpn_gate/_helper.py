@@ -17,8 +17,9 @@ datagram; the others are `ip/prefix`, MAC and MTU):
 - then each `tcp` request is answered with `ok` and a new, unconnected TCP socket;
 - end of file on the control socket (the node closed its end, or died) ends the helper.
 
-Standard library only, run as a script (`python -I _helper.py`), so the process starts
-fast (about 0.1 s); the ioctls are Linux's (`netdevice(7)`).
+Standard library only (Python 3.9+), run from its source (`python3 -I -c <this file>`),
+so the process starts fast (about 0.1 s) under any user; the ioctls are Linux's
+(`netdevice(7)`).
 """
 
 from __future__ import annotations

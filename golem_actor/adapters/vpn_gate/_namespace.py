@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import errno
+import functools
 import os
 import shutil
 import socket
@@ -27,6 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -37,16 +39,29 @@ __all__ = [
     "GateNamespace",
     "GateRefused",
     "GateUnanswered",
+    "HelperUser",
     "NamespaceGone",
     "open_gate_namespace",
 ]
 
 CONNECT_TIMEOUT = 5.0  # yagna's TCP_CONN_TIMEOUT (golem-vpn.md §7.3): a dead port is 504 by then
-HELPER = Path(__file__).with_name("_helper.py")  # a script: no package imports, fast start
+# Run from its source (`-c`): no package imports, so a fast start, and no file of ours
+# need be readable by the helper's user.
+HELPER = Path(__file__).with_name("_helper.py")
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 GATE_MTU = 1220  # the guests' VPN MTU (switch.DEFAULT_MTU): MSS 1180 both ways
 _UNANSWERED = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.EHOSTDOWN, errno.ENETDOWN}
 )
+
+
+@dataclass(frozen=True)
+class HelperUser:
+    """Who the helper runs as (the node being root): e.g. the VM user's ids."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
 
 
 class GateError(Exception):
@@ -63,6 +78,22 @@ class GateUnanswered(GateError):
 
 class NamespaceGone(GateError):
     """The helper is gone (killed, say): this namespace makes no more sockets."""
+
+
+@functools.cache
+def _helper_source() -> str:
+    return HELPER.read_text()  # once per process, 5 KB
+
+
+def _interpreter(runas: HelperUser | None) -> str:
+    """The node's Python, or for another user a system `python3` that user can run (the
+    helper needs the standard library only)."""
+    if runas is None:
+        return sys.executable
+    found = shutil.which("python3", path=SYSTEM_PATH)
+    if found is None:
+        raise GateError("no python3 in /usr/bin or /bin for the gate helper's user")
+    return found
 
 
 def _unshare() -> str:
@@ -165,17 +196,24 @@ async def open_gate_namespace(
     *,
     mtu: int = GATE_MTU,
     connect_timeout: float = CONNECT_TIMEOUT,
+    runas: HelperUser | None = None,
 ) -> GateNamespace:
-    """A new gate namespace whose TAP holds `interface` (the requestor's address)."""
+    """A new gate namespace whose TAP holds `interface` (the requestor's address).
+
+    `runas`: the unprivileged user the helper runs as when the node is root (the VM user,
+    so that a root node's helper is not root on the host's files); None: the node's own."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     argv = [
         _unshare(), "--user", "--map-root-user", "--net", "--",
-        sys.executable, "-I", str(HELPER),
+        _interpreter(runas), "-I", "-c", _helper_source(),
         str(theirs.fileno()), str(interface), mac.hex(":"), str(mtu),
     ]  # fmt: skip
     try:
+        identity: dict[str, Any] = {}
+        if runas is not None:
+            identity = {"user": runas.uid, "group": runas.gid, "extra_groups": runas.groups}
         process = await trio.lowlevel.open_process(
-            argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
+            argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, **identity
         )
     finally:
         theirs.close()
