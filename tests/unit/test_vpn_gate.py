@@ -182,9 +182,12 @@ async def test_closing_propagates_both_ways_within_a_second(tmp_path: Path) -> N
             assert await conn.recv(100) == b""  # FIN, not a reset
         conn.close()
 
-        # 2. the client vanishes without a close frame: the VM gets a RST
+        # 2. the server pings every 5 s; a client that vanishes without a close frame
+        # makes the VM get a RST
         stream = await _raw_handshake(w, f"/tcp/{VM_IP}/{QUIET}")
         conn, _ = await listener.accept()
+        with trio.fail_after(6):
+            assert (await stream.receive_some(2))[:1] == b"\x89"  # FIN + opcode 9: ping
         await stream.aclose()
         with trio.fail_after(1), pytest.raises(ConnectionResetError):
             await conn.recv(100)
@@ -258,6 +261,8 @@ async def test_handshake_errors(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
         deaf = deaf_member(w.router, w.network_id, DEAF_IP)
         assert await _rejected(w.url(f"/tcp/{VM_IP}/{QUIET}"), w.auth()) == 400  # refused
+        v2 = w.url(f"/tcp/{VM_IP}/{QUIET}").replace("/net-api/v1/", "/net-api/v2/vpn/")
+        assert await _rejected(v2, w.auth()) == 400  # the same routes under /net-api/v2/vpn
         started = trio.current_time()
         assert await _rejected(w.url(f"/tcp/{DEAF_IP}/22"), w.auth()) == 504
         assert 4.5 <= trio.current_time() - started <= 7.0  # the documented 5 s bound
