@@ -271,6 +271,14 @@ async def test_handshake_errors(tmp_path: Path) -> None:
         assert await _rejected(w.url("/tcp/10.9.0.2/22"), w.auth()) == 400  # outside
         assert await _rejected(w.url(f"/tcp/{VM_IP}/0"), w.auth()) == 400
         assert await _rejected(w.url("/tcp/not-an-ip/22"), w.auth()) == 400
+        # a bounded number of gate connections per network
+        listener = trio.socket.from_stdlib_socket(w.vm.listener(ECHO))
+        w.gates.max_connections = 1
+        async with trio_websocket.open_websocket_url(
+            w.url(f"/tcp/{VM_IP}/{ECHO}"), extra_headers=w.auth()
+        ):
+            assert await _rejected(w.url(f"/tcp/{VM_IP}/{ECHO}"), w.auth()) == 409
+        listener.close()
         # ?authToken= is how websocket clients without headers authenticate: past auth,
         # the connect itself is refused
         assert await _rejected(w.url(f"/tcp/{VM_IP}/{QUIET}?authToken={ALICE}"), []) == 400

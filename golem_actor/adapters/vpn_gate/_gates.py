@@ -95,6 +95,7 @@ class _Network:
     namespace: GateNamespace | None = None
     lock: trio.Lock = field(default_factory=trio.Lock)
     connections: set[GateConnection] = field(default_factory=set)
+    connecting: int = 0  # connects under way (each holds a socket for up to 5 s)
     raw: dict[IPv4Address, RawPort] = field(default_factory=dict)
 
 
@@ -110,8 +111,10 @@ class Gates:
         connect_timeout: float = CONNECT_TIMEOUT,
         mtu: int = GATE_MTU,
         runas: HelperUser | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.router = router
+        self.max_connections = max_connections
         self.runas = runas  # the namespaces' helpers run as this user (a root node)
         self.connect_timeout = connect_timeout
         self.mtu = mtu
@@ -149,20 +152,29 @@ class Gates:
         """A TCP connection from the requestor's first address to `ip:port` (GateError).
 
         A namespace whose helper died is replaced once, transparently."""
-        if len(self.connections(network.id)) >= MAX_CONNECTIONS:
+        entry = self._network(network.id)
+        if len(entry.connections) + entry.connecting >= self.max_connections:
             raise TooManyConnections(
-                f"at most {MAX_CONNECTIONS} gate connections per network are open at once"
+                f"at most {self.max_connections} gate connections per network are open or"
+                " opening at once"
             )
-        namespace = await self._namespace(network)
+        entry.connecting += 1
         try:
-            stream = await namespace.connect(ip, port)
-        except NamespaceGone:
-            log.warning("gate namespace lost: reopening", network_id=network.id)
-            await self._drop_namespace(network.id, namespace)
-            stream = await (await self._namespace(network)).connect(ip, port)
+            namespace = await self._namespace(network)
+            try:
+                stream = await namespace.connect(ip, port)
+            except NamespaceGone:
+                log.warning("gate namespace lost: reopening", network_id=network.id)
+                await self._drop_namespace(network.id, namespace)
+                stream = await (await self._namespace(network)).connect(ip, port)
+        finally:
+            entry.connecting -= 1
+        if self._networks.get(network.id) is not entry:  # removed while we connected
+            stream.socket.close()
+            raise GateError(f"network {network.id} was removed")
         local = stream.socket.getsockname()
         connection = GateConnection(network.id, (local[0], local[1]), (str(ip), port))
-        self._network(network.id).connections.add(connection)
+        entry.connections.add(connection)
         return stream, connection
 
     async def _drop_namespace(self, network_id: str, namespace: GateNamespace) -> None:
