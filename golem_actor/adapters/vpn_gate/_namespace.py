@@ -50,6 +50,7 @@ CONNECT_TIMEOUT = 5.0  # yagna's TCP_CONN_TIMEOUT (golem-vpn.md §7.3): a dead p
 HELPER = Path(__file__).with_name("_helper.py")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 GATE_MTU = 1220  # the guests' VPN MTU (switch.DEFAULT_MTU): MSS 1180 both ways
+_HELPER_ANSWER = 5.0  # the helper answers in microseconds; past this it is hung
 _UNANSWERED = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.EHOSTDOWN, errno.ENETDOWN}
 )
@@ -123,12 +124,16 @@ class GateNamespace:
         return fd
 
     async def _new_socket(self) -> socket.socket:
-        async with self._lock:  # one request in flight: answers come back in order
-            try:
-                await self.control.send(b"tcp")
-                message, fds = await _receive_fds(self.control)
-            except OSError as exc:
-                raise NamespaceGone(f"the gate namespace is gone: {exc}") from exc
+        message, fds = b"", list[int]()
+        # One request in flight, and never abandoned halfway (shielded), so that every
+        # answer goes to the request it answers; a helper that hangs counts as gone.
+        async with self._lock:
+            with trio.CancelScope(shield=True), trio.move_on_after(_HELPER_ANSWER):
+                try:
+                    await self.control.send(b"tcp")
+                    message, fds = await _receive_fds(self.control)
+                except OSError as exc:
+                    raise NamespaceGone(f"the gate namespace is gone: {exc}") from exc
         if not message:
             raise NamespaceGone("the gate namespace is gone")
         if message != b"ok" or len(fds) != 1:
