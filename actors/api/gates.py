@@ -13,9 +13,10 @@ not one; 404 a network that does not exist or is not the caller's; 400 an addres
 outside the network; 501 a node without gates; then the TCP connect inside the network:
 400 refused, 504 no answer within `CONNECT_TIMEOUT` (5 s), 409 past `MAX_CONNECTIONS`
 open gates in the network. Only a connected gate is
-upgraded (101). The raw gate checks `src` (one of the requestor's addresses, not the TCP
-gate's first one, 409 when another raw gate holds it) and `dst` (a node's address or the
-gateway, as yagna requires a known destination).
+upgraded (101). The raw gate checks `src` (one of the requestor's addresses, else 400; 409
+while another raw gate holds it, or for the first address while TCP gate connections use
+it; a TCP gate is 409 while a raw gate holds the first address) and `dst` (a node's
+address or the gateway, as yagna requires a known destination).
 
 Raw gate data: one binary message is one Ethernet frame to the router (text messages
 are dropped, as yagna drops them); every frame the router sends to `src` is one binary
@@ -49,6 +50,7 @@ from hypercorn.typing import (
 
 from actors.vpn_router import GetNetwork, NetworkNotFound
 from golem_actor.adapters.vpn_gate import (
+    AddressBusy,
     GateEnd,
     GateError,
     GateRefused,
@@ -202,7 +204,7 @@ class GateRoutes:
             raise NetApiError(400, f"Socket closed: {error}") from error
         except GateUnanswered as error:
             raise NetApiError(504, str(error)) from error
-        except TooManyConnections as error:
+        except (TooManyConnections, AddressBusy) as error:
             raise NetApiError(409, str(error)) from error
         except GateError as error:
             raise NetApiError(503, str(error)) from error
@@ -242,8 +244,10 @@ class GateRoutes:
         gates = self._gates()
         try:
             raw = await gates.open_raw(network, src)
-        except GateError as error:
+        except AddressBusy as error:
             raise NetApiError(409, str(error)) from error
+        except GateError as error:
+            raise NetApiError(503, str(error)) from error
         log.info("raw gate opened", network_id=network_id, src=str(src), dst=str(dst))
         try:
             await ws.accept()

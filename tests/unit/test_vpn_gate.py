@@ -271,6 +271,10 @@ async def test_handshake_errors(tmp_path: Path) -> None:
         assert await _rejected(w.url("/tcp/10.9.0.2/22"), w.auth()) == 400  # outside
         assert await _rejected(w.url(f"/tcp/{VM_IP}/0"), w.auth()) == 400
         assert await _rejected(w.url("/tcp/not-an-ip/22"), w.auth()) == 400
+        # ?authToken= is how websocket clients without headers authenticate: past auth,
+        # the connect itself is refused
+        assert await _rejected(w.url(f"/tcp/{VM_IP}/{QUIET}?authToken={ALICE}"), []) == 400
+        deaf.close()
         # a bounded number of gate connections per network
         listener = trio.socket.from_stdlib_socket(w.vm.listener(ECHO))
         w.gates.max_connections = 1
@@ -279,10 +283,6 @@ async def test_handshake_errors(tmp_path: Path) -> None:
         ):
             assert await _rejected(w.url(f"/tcp/{VM_IP}/{ECHO}"), w.auth()) == 409
         listener.close()
-        # ?authToken= is how websocket clients without headers authenticate: past auth,
-        # the connect itself is refused
-        assert await _rejected(w.url(f"/tcp/{VM_IP}/{QUIET}?authToken={ALICE}"), []) == 400
-        deaf.close()
 
 
 async def test_removing_the_network_closes_its_gates(tmp_path: Path) -> None:
@@ -360,6 +360,16 @@ async def test_ssh_through_the_gate_with_a_proxy_command(tmp_path: Path) -> None
             await server.wait()
 
 
+async def _until_no_connections(w: World) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            listed = await client.get(f"{w.http_base}/tcp?authToken={ALICE}")
+            if listed.json() == []:
+                return
+            await trio.sleep(0.02)
+    pytest.fail("the gate connection is still listed")
+
+
 async def _until_listening(w: World, port: int) -> None:
     """Knock through the gate until the VM's port accepts (the server is starting)."""
     for _ in range(100):
@@ -406,7 +416,6 @@ async def test_raw_gate_icmp_echo_to_the_gateway_and_to_a_vm(tmp_path: Path) -> 
         assert added.status_code == 200
         # dst must be a node or the gateway; src must be the requestor's, not the TCP gate's
         assert await _rejected(w.url(f"/raw/from/{me}/to/10.8.0.77"), w.auth()) == 400
-        assert await _rejected(w.url(f"/raw/from/10.8.0.1/to/{VM_IP}"), w.auth()) == 409
         assert await _rejected(w.url(f"/raw/from/10.8.0.6/to/{VM_IP}"), w.auth()) == 400
         async with trio_websocket.open_websocket_url(
             w.url(f"/raw/from/{me}/to/{gateway}"), extra_headers=w.auth()
@@ -424,6 +433,37 @@ async def test_raw_gate_icmp_echo_to_the_gateway_and_to_a_vm(tmp_path: Path) -> 
             with trio.fail_after(3):  # the VM's kernel ARPs for us first
                 echo = await _echo_reply(ws, VM_IP)
             assert (echo.seq, echo.data) == (2, b"raw-gate-probe")
+
+        # The first address (what yagna's raw-gate clients use) has one holder at a time:
+        # the TCP gate's namespace while its connections are open, else a raw gate.
+        first = IPv4Address("10.8.0.1")
+        listener = trio.socket.from_stdlib_socket(w.vm.listener(QUIET))
+        async with trio_websocket.open_websocket_url(
+            w.url(f"/tcp/{VM_IP}/{QUIET}"), extra_headers=w.auth()
+        ):
+            conn, _ = await listener.accept()
+            assert await _rejected(w.url(f"/raw/from/{first}/to/{VM_IP}"), w.auth()) == 409
+        with trio.fail_after(2):
+            assert await conn.recv(10) == b""  # the gate's FIN: its connection is over
+        conn.close()
+        await _until_no_connections(w)  # GET /tcp: the gate's handler is done with it
+        async with trio_websocket.open_websocket_url(
+            w.url(f"/raw/from/{first}/to/{VM_IP}"), extra_headers=w.auth()
+        ) as ws:
+            assert await _rejected(w.url(f"/tcp/{VM_IP}/{QUIET}"), w.auth()) == 409
+            await ws.send_message(_echo_request(first, VM_IP, guest_mac(VM_IP), 3))
+            with trio.fail_after(3):
+                echo = await _echo_reply(ws, VM_IP)
+            assert echo.seq == 3
+        async with trio_websocket.open_websocket_url(  # the TCP gate's turn again
+            w.url(f"/tcp/{VM_IP}/{QUIET}"), extra_headers=w.auth()
+        ) as ws:
+            conn, _ = await listener.accept()
+            await conn.send(b"back")
+            with trio.fail_after(2):
+                assert await ws.get_message() == b"back"
+            conn.close()
+        listener.close()
 
 
 async def test_a_gate_namespace_that_cannot_start_says_why() -> None:

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address
 import pytest
 import trio
 
-from golem_actor.adapters.vpn_gate import GateError, GatePort, Gates
+from golem_actor.adapters.vpn_gate import AddressBusy, GateError, GatePort, Gates
 from golem_actor.domain.vpn.networks import VpnNetwork, add_address, new_network
 
 
@@ -66,15 +66,23 @@ async def test_a_raw_gate_is_a_port_of_its_own_that_carries_frames() -> None:
     assert again.sock.fileno() == -1
 
 
-@pytest.mark.parametrize(
-    ("src", "why"),
-    [("10.8.0.1", "TCP gate's address"), ("10.8.0.6", "not an address of the requestor")],
-)
-async def test_a_raw_gate_holds_only_a_spare_address_of_the_requestor(src: str, why: str) -> None:
+async def test_a_raw_gate_holds_only_an_address_of_the_requestor() -> None:
     router = FakeRouter()
-    with pytest.raises(GateError, match=why):
-        await Gates(router).open_raw(network(), IPv4Address(src))
+    with pytest.raises(GateError, match="not an address of the requestor"):
+        await Gates(router).open_raw(network(), IPv4Address("10.8.0.6"))
     assert router.ports == {}
+
+
+async def test_the_first_address_has_one_holder() -> None:
+    router = FakeRouter()
+    gates = Gates(router)
+    raw = await gates.open_raw(network(), IPv4Address("10.8.0.1"))  # no TCP gate open
+    assert router.ports["raw:n1:10.8.0.1"].mac.hex() == "a0130a080001"
+    with pytest.raises(AddressBusy, match=r"raw gate holds 10\.8\.0\.1"):
+        await gates.connect(network(), IPv4Address("10.8.0.2"), 22)
+    with pytest.raises(AddressBusy, match="open already"):
+        await gates.open_raw(network(), IPv4Address("10.8.0.1"))
+    await gates.close_raw(raw)
 
 
 async def test_a_port_the_router_refuses_leaves_nothing_behind() -> None:

@@ -11,7 +11,10 @@ SACK, keep-alive and a correct FIN/RST for free; the websocket carries the bytes
 (`_pump.py`: backpressure, close and abort propagated at once).
 
 Raw gate (`…/raw/from/{src}/to/{dst}`): a socketpair port of the router holding the
-requestor's address `src`; one websocket message is one Ethernet frame.
+requestor's address `src`; one websocket message is one Ethernet frame. An address has
+one holder: the first address is the gate namespace's while TCP gate connections are
+open, and a raw gate's otherwise (the namespace is then closed, and reopened by the next
+TCP gate once the raw gate is gone).
 
 Integration with the router (the seam): `Gates(router)` takes any `RouterPorts`, whose
 `attach_port(GatePort(network_id, port_id, ip, mac), fd)` makes `fd` (a TAP, or one end
@@ -28,6 +31,7 @@ must then be usable by that user (0666, as pasta needs already).
 
 from ._gates import (
     MAX_CONNECTIONS,
+    AddressBusy,
     GateConnection,
     GatePort,
     Gates,
@@ -52,6 +56,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "GATE_MTU",
     "MAX_CONNECTIONS",
+    "AddressBusy",
     "GateConnection",
     "GateEnd",
     "GateError",

@@ -34,6 +34,7 @@ from ._namespace import (
 
 __all__ = [
     "MAX_CONNECTIONS",
+    "AddressBusy",
     "GateConnection",
     "GatePort",
     "Gates",
@@ -99,6 +100,10 @@ class _Network:
     raw: dict[IPv4Address, RawPort] = field(default_factory=dict)
 
 
+class AddressBusy(GateError):
+    """The address is held by another gate (a raw one, or the TCP gate's connections)."""
+
+
 class TooManyConnections(GateError):
     """The network has `MAX_CONNECTIONS` gate connections open already."""
 
@@ -126,6 +131,7 @@ class Gates:
     async def _namespace(self, network: VpnNetwork) -> GateNamespace:
         entry = self._network(network.id)
         async with entry.lock:
+            self._check_first_host_free(network, entry)
             if entry.namespace is None:
                 ip = first_host(network.net)
                 port = GatePort(network.id, f"gate:{network.id}", ip, router_mac(ip))
@@ -146,6 +152,12 @@ class Gates:
                 log.info("gate namespace opened", network_id=network.id, ip=str(ip))
             return entry.namespace
 
+    @staticmethod
+    def _check_first_host_free(network: VpnNetwork, entry: _Network) -> None:
+        first = first_host(network.net)
+        if first in entry.raw:
+            raise AddressBusy(f"a raw gate holds {first}, the TCP gate's address")
+
     async def connect(
         self, network: VpnNetwork, ip: IPv4Address, port: int
     ) -> tuple[trio.SocketStream, GateConnection]:
@@ -153,6 +165,7 @@ class Gates:
 
         A namespace whose helper died is replaced once, transparently."""
         entry = self._network(network.id)
+        self._check_first_host_free(network, entry)
         if len(entry.connections) + entry.connecting >= self.max_connections:
             raise TooManyConnections(
                 f"at most {self.max_connections} gate connections per network are open or"
@@ -201,22 +214,39 @@ class Gates:
         return [] if entry is None else sorted(entry.connections, key=lambda c: c.local)
 
     async def open_raw(self, network: VpnNetwork, src: IPv4Address) -> RawPort:
-        """A raw gate port holding the requestor's address `src` (GateError if held)."""
+        """A raw gate port holding the requestor's address `src` (GateError if held).
+
+        The first address is the gate namespace's while TCP gate connections are open
+        (`AddressBusy`); otherwise the raw gate takes it over, and the namespace is closed
+        (the next TCP gate after the raw gate opens a new one)."""
         if str(src) not in network.addresses:
             raise GateError(f"{src} is not an address of the requestor in this network")
-        if src == first_host(network.net):
-            raise GateError(
-                f"{src} is the TCP gate's address; add another with POST /addresses and"
-                " open the raw gate from it"
-            )
         entry = self._network(network.id)
         if src in entry.raw:
-            raise GateError(f"a raw gate from {src} is open already")
+            raise AddressBusy(f"a raw gate from {src} is open already")
+        if src == first_host(network.net):
+            async with entry.lock:
+                if entry.connections or entry.connecting:
+                    raise AddressBusy(
+                        f"TCP gate connections use {src}: close them, or open the raw gate"
+                        " from another of your addresses (POST /addresses)"
+                    )
+                if src in entry.raw:
+                    raise AddressBusy(f"a raw gate from {src} is open already")
+                namespace, entry.namespace = entry.namespace, None
+                if namespace is not None:
+                    with trio.CancelScope(shield=True):
+                        await self.router.detach_port(f"gate:{network.id}")
+                        await namespace.aclose()
+                return await self._attach_raw(entry, network.id, src)
+        return await self._attach_raw(entry, network.id, src)
+
+    async def _attach_raw(self, entry: _Network, network_id: str, src: IPv4Address) -> RawPort:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         for end in (ours, theirs):
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RAW_BUFFER)
             end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RAW_BUFFER)
-        port = GatePort(network.id, f"raw:{network.id}:{src}", src, router_mac(src))
+        port = GatePort(network_id, f"raw:{network_id}:{src}", src, router_mac(src))
         raw = RawPort(port, trio.socket.from_stdlib_socket(ours))
         entry.raw[src] = raw
         try:
