@@ -21,7 +21,9 @@ fix_tun
 # mmdebstrap builds the debian-12 catalog image (golem-provider image build debian-12).
 # passt: pasta, the network of each QEMU guest (see golem_actor/adapters/qemu/_network.py)
 # systemd: systemd-analyze verifies the unit `golem-provider service install` writes
-PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox isc-dhcp-client passt mmdebstrap systemd"
+# util-linux (unshare): the Net API's gate namespaces; iproute2 (ip): the tests' namespaces;
+# dropbear-bin: the SSH server behind the TCP gate in tests/unit/test_vpn_gate.py
+PKGS="qemu-system-x86 qemu-utils e2fsprogs openssh-client dpkg apt busybox isc-dhcp-client passt mmdebstrap systemd util-linux iproute2 dropbear-bin"
 
 missing=""
 for p in $PKGS; do

@@ -221,6 +221,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             create_timeout=settings.launch_timeout_seconds + 30.0,
             stop=stop,
             vpn_router=vpn,
+            gates=parts.gates,
             limits=api_limits(settings),
             observed=Observed(
                 statistics=tree.statistics,

@@ -4,7 +4,8 @@ hypercorn's trio `serve` runs in the actor's own nursery, so a crash of the serv
 crash of the actor. A graceful stop is hypercorn's: `stop_requested` is its shutdown
 trigger, so the listener closes at once and requests in flight drain within
 `graceful_timeout`; `on_stop` waits for that drain to finish. The app is served behind
-`RequestLimits`, and connections that idle or trickle are closed (`ApiLimits`).
+`RequestLimits`, and connections that idle or trickle are closed (`ApiLimits`); the Net
+API's gate websockets are routed below the app (`GateRoutes`) and pinged every 5 s.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from actors.port_verifier import Recheck
+from golem_actor.adapters.hypercorn_ws import report_clean_websocket_close
 from golem_actor.kernel import Actor
 
 from .app import API_PREFIX, MAX_BODY, create_app
 from .context import ApiContext
+from .gates import GateRoutes
 from .limits import RequestLimits
 
 log = structlog.get_logger("golem_actor.api")
+WEBSOCKET_PING_INTERVAL = 5.0  # the gates' keep-alive, as yagna's (golem-vpn.md §7.5)
+# A gate message may be 16 times yagna's 64 KiB; hypercorn's 16 MiB default would let one
+# connection park 160 MiB in its queue of 10 messages. Past it: close 1009.
+WEBSOCKET_MAX_MESSAGE = 1024 * 1024
 
 
 class ApiActor(Actor[Never]):
@@ -56,11 +63,14 @@ class ApiActor(Actor[Never]):
         config.keep_alive_timeout = limits.keep_alive_timeout
         config.h11_max_incomplete_size = limits.max_header_bytes
         config.h2_max_header_list_size = limits.max_header_bytes
+        config.websocket_ping_interval = WEBSOCKET_PING_INTERVAL
+        config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE
         return config
 
     def _app(self) -> RequestLimits:
+        report_clean_websocket_close()  # the TCP gate tells a close from an abort
         return RequestLimits(
-            create_app(self.context),
+            GateRoutes(create_app(self.context), self.context),
             self.context.limits,
             operator_token=self.context.operator_token,
             create_path=f"{API_PREFIX}/vms",
@@ -91,4 +101,6 @@ class ApiActor(Actor[Never]):
 
     async def on_stop(self) -> None:
         await self._served.wait()
+        if self.context.gates is not None:
+            await self.context.gates.aclose()
         log.info("api stopped")

@@ -9,6 +9,7 @@ from actors.pricing import GetPrices
 from actors.resource_tracker import ResourceMsg
 from actors.vm_lifecycle import LifecycleMsg
 from actors.vpn_router import VpnMsg
+from golem_actor.adapters.vpn_gate import Gates
 from golem_actor.images import ImageCatalog
 from golem_actor.kernel import Address
 from golem_actor.runtime import StopHandle
@@ -38,6 +39,9 @@ class ApiContext:
     stop_timeout: float = 120.0
     stop: StopHandle  # asks the whole node to stop gracefully (the shutdown route)
     vpn_router: Address[VpnMsg]  # the Net API's networks (net_api.py)
+    # The Net API's TCP and raw gates (gates.py); None: a node without the VPN data plane,
+    # whose gates answer 501.
+    gates: Gates | None = None
     # Per-client rates and connection bounds (limits.py).
     limits: ApiLimits = field(default_factory=ApiLimits)
     # What /metrics reads beyond the VMs (the tree's statistics, the SSH proxies, the

@@ -13,7 +13,8 @@ id-only access: a network needs an owner, so no token is 401.
 Statuses (golem_actor/domain/vpn/networks.py gives the reasons): 400 malformed or
 impossible input, 401 no token, 404 a network that does not exist *or is not yours*
 (yagna says 403 for the second when you own others), 409 an address someone else holds
-or a limit reached, 501 the gates (a later step), 503 the node is busy. Error bodies carry
+or a limit reached, 503 the node is busy. The gates' websockets are served by gates.py
+(ASGI, below Quart); a plain GET of a gate path is 400 here. Error bodies carry
 yagna's `ErrorMessage` field `message` and the VM API's `detail`, with the same text.
 
 Routes only translate: the rules are in the domain module, the registry in vpn_router.
@@ -30,7 +31,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import msgspec
-from quart import Response, has_websocket_context, request, websocket
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from actors.vm_lifecycle import ListVms
@@ -85,6 +86,19 @@ class NetworkReply(msgspec.Struct, frozen=True):
     gateway: str
 
 
+class ConnectionReply(msgspec.Struct, frozen=True, rename="camel"):
+    """An open TCP gate connection (`Connection` of ya-client's net model)."""
+
+    protocol: int
+    local_ip: str
+    local_port: int
+    remote_ip: str
+    remote_port: int
+
+
+TCP_PROTOCOL = 6
+
+
 class ErrorMessage(msgspec.Struct, frozen=True):
     message: str
     detail: str
@@ -115,17 +129,15 @@ def network_reply(network: VpnNetwork) -> NetworkReply:
 # -- auth and input ----------------------------------------------------------------------------
 
 
-def net_caller(operator_token: str) -> Caller:
-    """The caller a Net API request proves: a tenant, or the operator; 401 otherwise."""
-    incoming = websocket if has_websocket_context() else request  # a gate is a websocket
-    header = incoming.headers.get("Authorization")
+def caller_from(header: str | None, query_token: str, operator_token: str) -> Caller:
+    """The caller an `Authorization` header or an `?authToken=` proves; 401 otherwise."""
     if header is not None:
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise NetApiError(401, "Authorization must be 'Bearer <token>'")
     else:
-        token = incoming.args.get("authToken", "").strip()
+        token = query_token.strip()
         if not token:
             raise NetApiError(401, "Missing application key (Bearer header or ?authToken=)")
     if len(token) > MAX_TOKEN:
@@ -133,6 +145,12 @@ def net_caller(operator_token: str) -> Caller:
     if hmac.compare_digest(token.encode(), operator_token.encode()):
         return Caller(operator=True)
     return Caller(tenant=token_digest(token))
+
+
+def net_caller(operator_token: str) -> Caller:
+    """The caller of the current Quart request (gates are ASGI websockets: gates.py)."""
+    header = request.headers.get("Authorization")
+    return caller_from(header, request.args.get("authToken", ""), operator_token)
 
 
 async def _body(kind: type[T]) -> T:
@@ -181,11 +199,10 @@ def register_net_api(app: QuartTrio, context: ApiContext) -> None:
             endpoint = f"{scope}.{handler.__name__}"
             app.add_url_rule(prefix + path, endpoint, _answering(handler), methods=methods)
         for path, handler in _gates(context):
-            # A gate is a websocket upgrade; answered as plain HTTP for both kinds of request.
+            # The websocket upgrades are served below Quart (gates.py); a plain GET is answered.
             app.add_url_rule(
                 prefix + path, f"{scope}.{handler.__name__}", _answering(handler), methods=["GET"]
             )
-            app.add_websocket(prefix + path, f"{scope}.ws_{handler.__name__}", _answering(handler))
 
 
 def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
@@ -211,6 +228,8 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
 
     async def remove_network(network_id: str) -> Response:
         await vpn.call(RemoveNetwork(caller(), network_id))
+        if context.gates is not None:  # its gate connections end, its ports go
+            await context.gates.close_network(network_id)
         return _json(None)
 
     async def get_addresses(network_id: str) -> Response:
@@ -246,7 +265,19 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
 
     async def get_connections(network_id: str) -> Response:
         await vpn.call(GetNetwork(caller(), network_id))
-        return _json([])  # connections are the TCP gate's, and no gate is open yet
+        open_now = [] if context.gates is None else context.gates.connections(network_id)
+        return _json(
+            [
+                ConnectionReply(
+                    protocol=TCP_PROTOCOL,
+                    local_ip=c.local[0],
+                    local_port=c.local[1],
+                    remote_ip=c.remote[0],
+                    remote_port=c.remote[1],
+                )
+                for c in open_now
+            ]
+        )
 
     return [
         ("/net", ["GET"], get_networks),
@@ -263,15 +294,15 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
 
 
 def _gates(context: ApiContext) -> list[tuple[str, Handler]]:
-    async def not_yet(network_id: str, what: str) -> Response:
+    async def no_upgrade(network_id: str) -> Response:
         await context.vpn_router.call(GetNetwork(net_caller(context.operator_token), network_id))
-        return _error(501, f"the {what} of the Net API is not implemented on this node yet")
+        return _error(400, "a gate is a websocket: send an upgrade request")
 
     async def tcp_gate(network_id: str, ip: str, port: str) -> Response:
-        return await not_yet(network_id, "TCP gate")
+        return await no_upgrade(network_id)
 
     async def raw_gate(network_id: str, src: str, dst: str) -> Response:
-        return await not_yet(network_id, "raw gate")
+        return await no_upgrade(network_id)
 
     return [
         ("/net/<network_id>/tcp/<ip>/<port>", tcp_gate),

@@ -11,7 +11,7 @@ import random
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from actors.vm_lifecycle import LifecycleMsg, VmNotFound, VmView, WaitVm
 from actors.wallet import Wallet
 from golem_actor.adapters.backend import Endpoint
 from golem_actor.adapters.backend.memory import MemoryBackend
+from golem_actor.adapters.vpn_gate import Gates
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.tenancy import Caller
 from golem_actor.domain.vm_machine import VmStatus
@@ -223,6 +224,7 @@ async def running_api(
     payments: Payments | None = None,
     wallet: Wallet | None = None,
     price_source: RateSource | None = None,
+    gates: Gates | None = None,
     **overrides: Any,
 ) -> AsyncIterator[ApiNode]:
     """The node's tree with its API; `wallet` (with `payments`) turns withdrawals on;
@@ -249,7 +251,7 @@ async def running_api(
             wallet=wallet,
             price_source=price_source,
         )
-        async with running_tree(parts) as tree:
+        async with running_tree(replace(parts, gates=gates)) as tree:
             api = tree.root.child_actor("api")
             yield ApiNode(Node(tree, backend, store, block), api.bound[0] + "/api/v1")
         nursery.cancel_scope.cancel()
