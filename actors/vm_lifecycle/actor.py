@@ -25,7 +25,8 @@ launched again: launches are idempotent per id; `deleting` is deleted again), ad
 running VMs by reopening their proxies on the same ports, and deletes backend VMs that
 it created but has no record of. A timer keeps doing the cheap half of that while the
 node runs: proxies that vanished (their supervisor restarted) come back, and a guest
-that powered itself off is reported stopped.
+that powered itself off, or whose machine ended under it (its QEMU killed), is reported
+stopped with the backend's reason in its `error` (cleared when it starts again).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
             case VmStatus.RUNNING | VmStatus.STOPPED if state is BackendState.MISSING:
                 self._apply(record, Event.VANISHED, error="the VM disappeared from the backend")
             case VmStatus.RUNNING if state is BackendState.STOPPED:
-                self._apply(record, Event.POWERED_OFF)
+                self._powered_off(record, machine)
             case VmStatus.RUNNING:
                 target = machine.ssh if machine else None
                 self._vms[record.vm_id] = record.evolve(target=target or record.target)
@@ -274,8 +275,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
                 self._apply(record, Event.VANISHED, error="the VM disappeared from the backend")
                 changed = True
             elif record.status is VmStatus.RUNNING and state is BackendState.STOPPED:
-                log.info("vm powered off by its guest", vm_id=record.vm_id)
-                self._apply(record, Event.POWERED_OFF)
+                self._powered_off(record, machine)
                 changed = True
             elif record.status is VmStatus.RUNNING and machine is not None:
                 moved = machine.ssh is not None and machine.ssh != record.target
@@ -287,6 +287,12 @@ class VmLifecycle(Actor[LifecycleMsg]):
             await self._commit()
 
     # -- the machine's bookkeeping ---------------------------------------------------------
+
+    def _powered_off(self, record: VmRecord, machine: Observed | None) -> None:
+        """A running VM found off without a stop request: `stopped`, saying why."""
+        reason = (machine.reason if machine else None) or "the VM stopped without a stop request"
+        log.warning("vm stopped without a stop request", vm_id=record.vm_id, reason=reason)
+        self._apply(record, Event.POWERED_OFF, error=reason)
 
     def _apply(self, record: VmRecord, event: Event, *, error: str | None = None) -> None:
         try:
@@ -310,7 +316,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
             self._released.append(record.vm_id)  # its resources go at the commit
             log.info("vm deleted", vm_id=record.vm_id, port=record.ssh_port)
             return
-        keep_error = status is VmStatus.ERROR
+        keep_error = status in (VmStatus.ERROR, VmStatus.STOPPED)  # why it failed or stopped
         record = record.evolve(status=status, error=error if keep_error else None)
         self._vms[record.vm_id] = record
         effects = ENTRY_EFFECTS[status]

@@ -415,3 +415,25 @@ async def test_a_lifecycle_crash_fails_waiting_callers_at_once(tmp_path: Path) -
         assert incarnations(node, "vm_lifecycle") == 2
         backend.hold.set()  # the next incarnation resumed the create
         await node.wait_status(view.vm_id, VmStatus.RUNNING)
+
+
+async def test_a_machine_that_ends_under_a_running_vm_is_stopped_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("crashy"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        why = "QEMU ended while the guest ran (killed or crashed); its disk is kept"
+        node.backend.machines[view.vm_id] = Observed(
+            vm_id=view.vm_id, state=BackendState.STOPPED, reason=why
+        )
+        stopped = await node.wait_status(view.vm_id, VmStatus.STOPPED)  # seen by the timer
+        assert stopped.error == why
+        assert await refused(view.ssh_port)
+        saved = await node.store.load(REGISTRY, Registry, schema_version=SCHEMA_VERSION)
+        assert saved is not None
+        assert [vm.error for vm in saved.vms] == [why]  # it survives a restart
+
+        await node.lifecycle.call(StartVm(OPERATOR, view.vm_id))
+        again = await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        assert again.error is None  # the reason went with the stop
