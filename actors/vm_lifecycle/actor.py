@@ -293,6 +293,9 @@ class VmLifecycle(Actor[LifecycleMsg]):
         reason = (machine.reason if machine else None) or "the VM stopped without a stop request"
         log.warning("vm stopped without a stop request", vm_id=record.vm_id, reason=reason)
         self._apply(record, Event.POWERED_OFF, error=reason)
+        # The machine ended on its own: a stop ends what it left running (QEMU's pasta,
+        # which holds its private port), as a requested stop does.
+        self._start_op(self._vms[record.vm_id], (Effect.CLOSE_PROXY, Effect.POWER_OFF))
 
     def _apply(self, record: VmRecord, event: Event, *, error: str | None = None) -> None:
         try:

@@ -430,6 +430,11 @@ async def test_a_machine_that_ends_under_a_running_vm_is_stopped_with_the_reason
         stopped = await node.wait_status(view.vm_id, VmStatus.STOPPED)  # seen by the timer
         assert stopped.error == why
         assert await refused(view.ssh_port)
+        for _ in range(100):  # and what the machine left is ended (its pasta)
+            if ("stop", view.vm_id) in node.backend.calls:
+                break
+            await trio.sleep(0.01)
+        assert ("stop", view.vm_id) in node.backend.calls
         saved = await node.store.load(REGISTRY, Registry, schema_version=SCHEMA_VERSION)
         assert saved is not None
         assert [vm.error for vm in saved.vms] == [why]  # it survives a restart
@@ -437,3 +442,17 @@ async def test_a_machine_that_ends_under_a_running_vm_is_stopped_with_the_reason
         await node.lifecycle.call(StartVm(OPERATOR, view.vm_id))
         again = await node.wait_status(view.vm_id, VmStatus.RUNNING)
         assert again.error is None  # the reason went with the stop
+
+
+async def test_a_failed_clean_up_after_a_machine_ended_is_an_error_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("crashy"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        node.backend.fail_next["stop"] = "pasta of the VM survived SIGKILL"
+        node.backend.power_off(view.vm_id)
+        failed = await node.wait_status(view.vm_id, VmStatus.ERROR)
+        assert failed.error == "pasta of the VM survived SIGKILL"
+        incarnations = {c.id: c.incarnations for c in node.tree.statistics().children}
+        assert incarnations["vm_lifecycle"] == 1
