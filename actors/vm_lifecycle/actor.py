@@ -72,6 +72,7 @@ from .messages import (
     ObservationFailed,
     OpOutcome,
     StartVm,
+    StateNotSaved,
     StopVm,
     StreamInUse,
     Tick,
@@ -201,6 +202,11 @@ class VmLifecycle(Actor[LifecycleMsg]):
             created_at=now,
             updated_at=now,
         )
+        try:
+            await self._save_ahead(record)
+        except StateNotSaved:
+            await self._resources.cast(Release(vm_id))
+            raise
         self._vms[vm_id] = record
         await self._commit()
         log.info("vm creating", vm_id=vm_id, name=record.name, port=port, image=record.image)
@@ -214,6 +220,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         except InvalidTransition as refused:
             raise Conflict(str(refused)) from None
         if after is not None:
+            await self._save_ahead(record.evolve(status=after))
             self._transition(record, after)
             await self._commit()
         return self._view(self._vms.get(vm_id, record))
@@ -357,6 +364,22 @@ class VmLifecycle(Actor[LifecycleMsg]):
             await self._resources.cast(Release(vm_id))
         await self._share_ports()
         self._waiters.settle(self._view_of)
+
+    async def _save_ahead(self, record: VmRecord) -> None:
+        """Persist the registry as it will be with `record` before anything changes, so a
+        request the disk cannot record (full, failing) is refused and changes nothing:
+        no VM in memory that the file lacks, no work started, no booking kept."""
+        vms = {**self._vms, record.vm_id: record}
+        try:
+            await self._store.save(
+                REGISTRY, Registry(vms=list(vms.values())), schema_version=SCHEMA_VERSION
+            )
+        except OSError as exc:
+            log.error("vm registry not saved", vm_id=record.vm_id, error=str(exc))
+            raise StateNotSaved(
+                f"the node cannot save its state ({exc.strerror or exc}); "
+                "its data directory needs free space"
+            ) from exc
 
     async def _save(self) -> None:
         registry = Registry(vms=list(self._vms.values()))

@@ -20,6 +20,7 @@ from actors.vm_lifecycle import (
     ListVms,
     NameTaken,
     StartVm,
+    StateNotSaved,
     StopVm,
     StreamInUse,
     VmLifecycle,
@@ -456,3 +457,33 @@ async def test_a_failed_clean_up_after_a_machine_ended_is_an_error_not_a_crash(
         assert failed.error == "pasta of the VM survived SIGKILL"
         incarnations = {c.id: c.incarnations for c in node.tree.statistics().children}
         assert incarnations["vm_lifecycle"] == 1
+
+
+async def test_a_request_the_disk_cannot_record_is_refused_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("kept"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        saving = node.store.save
+
+        async def disk_full(*args: object, **kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(node.store, "save", disk_full)
+        with pytest.raises(StateNotSaved, match="No space left on device"):
+            await node.lifecycle.call(create("more"))
+        with pytest.raises(StateNotSaved, match="needs free space"):
+            await node.lifecycle.call(StopVm(OPERATOR, view.vm_id))
+        listed = await node.lifecycle.call(ListVms(OPERATOR))
+        assert [(v.name, v.status) for v in listed] == [("kept", VmStatus.RUNNING)]
+        assert (await node.resources.call(GetCapacity())).vms == 1  # the booking went back
+        assert await banner(view.ssh_port) is not None  # the VM was never touched
+
+        monkeypatch.setattr(node.store, "save", saving)  # space is back
+        more = await node.lifecycle.call(create("more"))
+        await node.wait_status(more.vm_id, VmStatus.RUNNING)
+        await node.lifecycle.call(StopVm(OPERATOR, view.vm_id))
+        await node.wait_status(view.vm_id, VmStatus.STOPPED)
+        incarnations = {c.id: c.incarnations for c in node.tree.statistics().children}
+        assert incarnations["vm_lifecycle"] == 1  # refused, never crashed
