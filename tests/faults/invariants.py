@@ -76,6 +76,16 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
+def anvils(port: int) -> list[psutil.Process]:
+    """The anvil processes serving `port` (a node's own chain: one, never an orphan more)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        argv = process.info["cmdline"] or []
+        if any(Path(a).name == "anvil" for a in argv[:2]) and str(port) in argv:
+            found.append(process)
+    return found
+
+
 def state_files(node: NodeProcess) -> list[str]:
     """Findings about the state directory: every file parses, nothing half-written."""
     found = []

@@ -19,14 +19,7 @@ from actors.local_chain import LOCAL_STREAM_PAYMENT
 from golem_actor.adapters.chain.rpc import RpcClient
 from golem_actor.adapters.chain.stream_payment import StreamPaymentClient
 
-
-def anvils(port: int) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        argv = process.info["cmdline"] or []
-        if any(Path(a).name == "anvil" for a in argv[:2]) and str(port) in argv:
-            found.append(process)
-    return found
+from .invariants import anvils
 
 
 async def test_a_killed_node_with_its_own_chain_starts_again(tmp_path: Path) -> None:
