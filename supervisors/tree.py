@@ -29,6 +29,7 @@ from typing import Any
 
 from actors.advertiser import Advertiser, AdvertiserMsg
 from actors.api import ApiActor, ApiContext, ApiLimits, ProviderInfo
+from actors.api.faults import FaultHook
 from actors.api.metrics import Observed
 from actors.local_chain import LocalChain
 from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
@@ -123,6 +124,15 @@ def provider_info(parts: NodeParts) -> ProviderInfo:
         country=settings.provider_country,
         platform=parts.platform,
     )
+
+
+def fault_hook(
+    settings: Settings, root: Supervisor, proxies: Address[DynamicSupervisorMsg]
+) -> FaultHook | None:
+    """Development mode only: the fault-injection tests' way to crash an actor."""
+    if settings.environment != "development":
+        return None
+    return FaultHook(root=lambda: root.address, proxies=proxies)
 
 
 def node_tree(parts: NodeParts) -> NodeTree:
@@ -229,6 +239,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
                 advertiser=advertiser,
                 vpn=vpn,
             ),
+            faults=fault_hook(settings, tree, tree.address_of(proxies_spec)),
         )
         return ApiActor(context, host=settings.host, port=settings.port)
 

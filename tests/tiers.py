@@ -8,6 +8,9 @@ here would clash, for mypy, with tests/e2e/conftest.py).
            external programs or real processes (solcjs, qemu-img, fake executables,
            a module as a command);
 - `slow`:  tests/slow/   long fuzzing runs, and load tests marked `pytest.mark.slow`;
+- `faults`: tests/faults/ fault injection on real node processes and guests (SIGKILLs,
+           crashed actors, a chain outage, a full disk); CI runs their bounded version,
+           `GOLEM_FAULTS=full` the full counts (tests/faults/conftest.py);
 - `fast`:  everything else (tests/unit/ not marked `tools`): in-process, about a minute
            in all. A developer runs `pytest -m fast`; CI runs plain `pytest`: every tier.
 """
@@ -19,8 +22,8 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
-BY_DIRECTORY = {"e2e": "e2e", "contract": "tools", "slow": "slow"}
-NOT_FAST = ("e2e", "tools", "slow")
+BY_DIRECTORY = {"e2e": "e2e", "contract": "tools", "slow": "slow", "faults": "faults"}
+NOT_FAST = ("e2e", "tools", "slow", "faults")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

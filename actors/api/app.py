@@ -44,6 +44,7 @@ from golem_actor.keys import generate_ssh_keypair
 
 from .context import ApiContext
 from .errors import ApiError, translate
+from .faults import register_fault_routes
 from .metrics import CONTENT_TYPE, CreateFailed, Outcomes, failure_reason, observe, render
 from .net_api import register_net_api
 from .openapi import Router, openapi_document
@@ -165,6 +166,7 @@ def build_router(context: ApiContext, outcomes: Outcomes) -> Router:
     _vm_routes(router, context, outcomes)
     _stream_routes(router, context)
     _admin_routes(router, context)
+    register_fault_routes(router, context, require_operator)  # development mode only
     return router
 
 

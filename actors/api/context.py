@@ -14,6 +14,7 @@ from golem_actor.images import ImageCatalog
 from golem_actor.kernel import Address
 from golem_actor.runtime import StopHandle
 
+from .faults import FaultHook
 from .limits import ApiLimits
 from .metrics import Observed
 from .payments import PaymentGate
@@ -47,3 +48,5 @@ class ApiContext:
     # What /metrics reads beyond the VMs (the tree's statistics, the SSH proxies, the
     # advert); None: an app running without the node's tree: VMs and outcomes only.
     observed: Observed | None = None
+    # The development mode's fault hook (faults.py); None in production: no such route.
+    faults: FaultHook | None = None

@@ -15,6 +15,7 @@ from actors.vm_lifecycle import (
     JobNotFound,
     NameTaken,
     NoFreePort,
+    StateNotSaved,
     StreamInUse,
     VmNotFound,
 )
@@ -35,6 +36,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (Conflict, 409),
     (InsufficientResources, 409),
     (NoFreePort, 503),
+    (StateNotSaved, 503),
     (InvalidRequest, 422),
     (UnknownImage, 422),
     (msgspec.ValidationError, 422),

@@ -9,7 +9,9 @@ not hold it yet, writes `<data dir>/deployments/local.json`, and gives the provi
 address gas money. Those development keys are public: never use this profile for value.
 
 anvil runs as a child process in the actor's nursery: if it dies, the actor crashes and
-its supervisor starts a new one on the same state.
+its supervisor starts a new one on the same state. An anvil left running by a node that
+was killed (SIGKILL: no cleanup) is ended first (`stale_anvil`), else it would hold the
+port and the new one could never start.
 
 anvil mines a block every `BLOCK_TIME` seconds besides one per transaction (interval and
 mixed mining), as an L2 does: a contract reads "now" from the latest block, so without
@@ -35,6 +37,7 @@ from golem_actor.adapters.chain.deploy import deploy_stream_payment
 from golem_actor.adapters.chain.deployments import write_deployment
 from golem_actor.adapters.chain.errors import ChainError
 from golem_actor.adapters.chain.rpc import RpcClient
+from golem_actor.adapters.chain.stale_anvil import end_stale_anvils
 from golem_actor.adapters.chain.tools import find_anvil
 from golem_actor.adapters.chain.transactions import TransactionSender
 from golem_actor.kernel import Actor
@@ -76,6 +79,9 @@ class LocalChain(Actor[Never]):  # it accepts no message: it only runs the chain
                 blocks_before=compaction.blocks_before,
                 blocks_after=compaction.blocks_after,
             )
+        stale = await trio.to_thread.run_sync(end_stale_anvils, state)
+        if stale:
+            log.warning("ended the anvil an earlier node left running", pids=stale)
         argv = [
             str(find_anvil()),
             "--host",

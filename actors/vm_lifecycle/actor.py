@@ -26,10 +26,11 @@ launched again: launches are idempotent per id; `deleting` is deleted again), ad
 running VMs by reopening their proxies on the same ports, and deletes backend VMs that
 it created but has no record of. A timer keeps doing the cheap half of that while the
 node runs: proxies that vanished (their supervisor restarted) come back, and a guest
-that powered itself off is reported stopped. A look is a snapshot taken over time (a
-`multipass list` takes a while), so it says nothing of a VM that changed after the look
-began: such VMs are left to the next look (else a create finishing during a look would
-be reported as a VM that disappeared).
+that powered itself off, or whose machine ended under it (its QEMU killed), is reported
+stopped with the backend's reason in its `error` (cleared when it starts again). A look is
+a snapshot taken over time (a `multipass list` takes a while), so it says nothing of a VM
+that changed after the look began: such VMs are left to the next look (else a create
+finishing during a look would be reported as a VM that disappeared).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ from .messages import (
     ObservationFailed,
     OpOutcome,
     StartVm,
+    StateNotSaved,
     StopVm,
     StreamInUse,
     Tick,
@@ -154,7 +156,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
             case VmStatus.RUNNING | VmStatus.STOPPED if state is BackendState.MISSING:
                 self._apply(record, Event.VANISHED, error="the VM disappeared from the backend")
             case VmStatus.RUNNING if state is BackendState.STOPPED:
-                self._apply(record, Event.POWERED_OFF)
+                self._powered_off(record, machine)
             case VmStatus.RUNNING:
                 target = machine.ssh if machine else None
                 self._vms[record.vm_id] = record.evolve(target=target or record.target)
@@ -211,6 +213,11 @@ class VmLifecycle(Actor[LifecycleMsg]):
             created_at=now,
             updated_at=now,
         )
+        try:
+            await self._save_ahead(record)
+        except StateNotSaved:
+            await self._resources.cast(Release(vm_id))
+            raise
         self._vms[vm_id] = record
         await self._commit()
         log.info("vm creating", vm_id=vm_id, name=record.name, port=port, image=record.image)
@@ -224,6 +231,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         except InvalidTransition as refused:
             raise Conflict(str(refused)) from None
         if after is not None:
+            await self._save_ahead(record.evolve(status=after))
             self._transition(record, after)
             await self._commit()
         return self._view(self._vms.get(vm_id, record))
@@ -288,8 +296,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
                 self._apply(record, Event.VANISHED, error="the VM disappeared from the backend")
                 changed = True
             elif record.status is VmStatus.RUNNING and state is BackendState.STOPPED:
-                log.info("vm powered off by its guest", vm_id=record.vm_id)
-                self._apply(record, Event.POWERED_OFF)
+                self._powered_off(record, machine)
                 changed = True
             elif record.status is VmStatus.RUNNING and machine is not None:
                 moved = machine.ssh is not None and machine.ssh != record.target
@@ -301,6 +308,15 @@ class VmLifecycle(Actor[LifecycleMsg]):
             await self._commit()
 
     # -- the machine's bookkeeping ---------------------------------------------------------
+
+    def _powered_off(self, record: VmRecord, machine: Observed | None) -> None:
+        """A running VM found off without a stop request: `stopped`, saying why."""
+        reason = (machine.reason if machine else None) or "the VM stopped without a stop request"
+        log.warning("vm stopped without a stop request", vm_id=record.vm_id, reason=reason)
+        self._apply(record, Event.POWERED_OFF, error=reason)
+        # The machine ended on its own: a stop ends what it left running (QEMU's pasta,
+        # which holds its private port), as a requested stop does.
+        self._start_op(self._vms[record.vm_id], (Effect.CLOSE_PROXY, Effect.POWER_OFF))
 
     def _apply(self, record: VmRecord, event: Event, *, error: str | None = None) -> None:
         try:
@@ -326,7 +342,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
             self._released.append(record.vm_id)  # its resources go at the commit
             log.info("vm deleted", vm_id=record.vm_id, port=record.ssh_port)
             return
-        keep_error = status is VmStatus.ERROR
+        keep_error = status in (VmStatus.ERROR, VmStatus.STOPPED)  # why it failed or stopped
         record = record.evolve(status=status, error=error if keep_error else None)
         self._vms[record.vm_id] = record
         effects = ENTRY_EFFECTS[status]
@@ -367,6 +383,22 @@ class VmLifecycle(Actor[LifecycleMsg]):
             await self._vpn.cast(VmsGone(tuple(released)))  # they leave their networks
         await self._share_ports()
         self._waiters.settle(self._view_of)
+
+    async def _save_ahead(self, record: VmRecord) -> None:
+        """Persist the registry as it will be with `record` before anything changes, so a
+        request the disk cannot record (full, failing) is refused and changes nothing:
+        no VM in memory that the file lacks, no work started, no booking kept."""
+        vms = {**self._vms, record.vm_id: record}
+        try:
+            await self._store.save(
+                REGISTRY, Registry(vms=list(vms.values())), schema_version=SCHEMA_VERSION
+            )
+        except OSError as exc:
+            log.error("vm registry not saved", vm_id=record.vm_id, error=str(exc))
+            raise StateNotSaved(
+                f"the node cannot save its state ({exc.strerror or exc}); "
+                "its data directory needs free space"
+            ) from exc
 
     async def _save(self) -> None:
         registry = Registry(vms=list(self._vms.values()))

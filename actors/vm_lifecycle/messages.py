@@ -121,6 +121,10 @@ class NoFreePort(ActorError):
     pass
 
 
+class StateNotSaved(ActorError):
+    """The registry could not be written (a full or failing disk): nothing was changed."""
+
+
 class StreamInUse(ActorError):
     """One payment stream backs at most one live VM."""
 

@@ -262,6 +262,9 @@ def build_status(
     if provider_part.status != "reachable":
         issues.append("Provider API port not reachable externally")
         error = True
+    if provider.external is Verdict.UNKNOWN and provider.external_error:
+        # Nothing could be verified at all: say why (servers down, none configured).
+        issues.append(f"Ports not verified: {provider.external_error}")
     overall = "error" if error else ("issues" if issues else "healthy")
     return StatusReport(
         multipass=multipass,

@@ -87,6 +87,7 @@ TRANSITIONS: dict[tuple[VmStatus, Event], VmStatus] = {
     (S.STOPPING, E.REQUEST_DELETE): S.DELETING,
     (S.STOPPED, E.REQUEST_START): S.STARTING,
     (S.STOPPED, E.VANISHED): S.ERROR,
+    (S.STOPPED, E.FAILED): S.ERROR,  # ending what a machine found off left (its pasta)
     (S.STOPPED, E.REQUEST_DELETE): S.DELETING,
     (S.STARTING, E.READY): S.RUNNING,
     (S.STARTING, E.FAILED): S.ERROR,

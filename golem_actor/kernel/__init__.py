@@ -19,7 +19,14 @@ from ._inbox import Address, Inbox, InboxStatistics
 from ._intensity import RestartIntensity
 from ._messages import Call, Request
 from ._spec import ChildSpec, Restart, Strategy
-from ._supervision import ChildStatistics, GetStatistics, SupervisorStatistics
+from ._supervision import (
+    ChildStatistics,
+    CrashChild,
+    GetStatistics,
+    InjectedCrash,
+    NotRunning,
+    SupervisorStatistics,
+)
 from ._supervisor import Supervisor, SupervisorMsg
 from ._work import Timer, Work
 
@@ -36,14 +43,17 @@ __all__ = [
     "ChildSpec",
     "ChildStartFailed",
     "ChildStatistics",
+    "CrashChild",
     "Deferred",
     "DynamicSupervisor",
     "DynamicSupervisorMsg",
     "GetStatistics",
     "Inbox",
     "InboxStatistics",
+    "InjectedCrash",
     "KernelError",
     "NoSuchChild",
+    "NotRunning",
     "Request",
     "Restart",
     "RestartIntensity",

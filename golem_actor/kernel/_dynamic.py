@@ -21,6 +21,7 @@ from ._spec import ChildSpec
 from ._supervision import (
     Child,
     ChildExited,
+    CrashChild,
     GetStatistics,
     SupervisorBase,
     describe_exit,
@@ -75,7 +76,12 @@ class ChildStartFailed(ActorError):
 
 
 DynamicSupervisorMsg = (
-    StartChild[Any] | TerminateChild | WhichChildren | ChildAddress[Any] | GetStatistics
+    StartChild[Any]
+    | TerminateChild
+    | WhichChildren
+    | ChildAddress[Any]
+    | GetStatistics
+    | CrashChild
 )
 
 

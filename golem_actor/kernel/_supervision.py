@@ -22,6 +22,13 @@ the child's bound, then `request_kill()` and cancel its scope. `request_kill()` 
 supervisor makes all its own remaining stops brutal, so a second Ctrl-C reaches the
 leaves of the tree at once.
 
+`CrashChild` makes a running child fail as a crash would: its incarnation is cancelled at
+once (no graceful stop, its work cut wherever it was) and its exit is posted as a crash
+(`InjectedCrash`), so the restart decision, the intensity window and the logs are the
+ones a real exception would get. Nothing in the product sends it: it is the mechanism of
+the fault-injection tests, whose only entry point exists in development mode (the API's
+`/admin/faults/crash`, see actors/api/faults.py).
+
 Give-up and start failures are raised *after* the nursery block closes so they reach
 the parent bare, not wrapped in an ExceptionGroup.
 """
@@ -38,13 +45,20 @@ import structlog
 import trio
 
 from ._actor import Actor
-from ._errors import SupervisorGaveUp
+from ._errors import ActorError, SupervisorGaveUp
 from ._inbox import Inbox, InboxStatistics
 from ._intensity import RestartIntensity
 from ._messages import Call, CallEnvelope
 from ._spec import ChildSpec, Restart
 
-__all__ = ["ChildStatistics", "GetStatistics", "SupervisorStatistics"]
+__all__ = [
+    "ChildStatistics",
+    "CrashChild",
+    "GetStatistics",
+    "InjectedCrash",
+    "NotRunning",
+    "SupervisorStatistics",
+]
 
 M = TypeVar("M")
 
@@ -73,6 +87,20 @@ class SupervisorStatistics:
 
 class GetStatistics(Call[SupervisorStatistics], frozen=True):
     """Ask a supervisor for its `statistics()` through its address."""
+
+
+class CrashChild(Call[str], frozen=True):
+    """Make the running child `child_id` crash (fault injection); answers its exit reason."""
+
+    child_id: str
+
+
+class InjectedCrash(Exception):
+    """The error a `CrashChild` gives the child's exit."""
+
+
+class NotRunning(ActorError):
+    """No running child of that id (unknown, or between two incarnations)."""
 
 
 @dataclass(eq=False)
@@ -270,7 +298,25 @@ class SupervisorBase(Actor[M], Generic[M]):
         match request:
             case GetStatistics():
                 return self.statistics()
+            case CrashChild(child_id=child_id):
+                return await self._crash_child(child_id)
         return await super().handle_call(request)
+
+    async def _crash_child(self, child_id: str) -> str:
+        child = next((c for c in self._children() if c.spec.id == child_id), None)
+        if child is None or not child.running or child.scope is None or child.actor is None:
+            raise NotRunning(f"supervisor {self.name} has no running child {child_id!r}")
+        incarnation = child.incarnations
+        child.stopping = True  # its wrapper must not post an exit of its own
+        child.actor.request_kill()
+        child.scope.cancel(reason=f"{child_id}: crash injected")
+        await child.done.wait()
+        child.stopping = False
+        error = InjectedCrash(f"crash injected into {child_id} (fault injection)")
+        child.last_exit = describe_exit(error)
+        assert self._events_send is not None
+        self._events_send.send_nowait(ChildExited(child, incarnation, error))
+        return child.last_exit
 
     # -- one child -----------------------------------------------------------------------
 

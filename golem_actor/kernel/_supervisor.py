@@ -15,13 +15,20 @@ from typing import Any, TypeVar
 
 from ._inbox import Address
 from ._spec import ChildSpec, Restart, Strategy
-from ._supervision import Child, ChildExited, GetStatistics, SupervisorBase, is_stale
+from ._supervision import (
+    Child,
+    ChildExited,
+    CrashChild,
+    GetStatistics,
+    SupervisorBase,
+    is_stale,
+)
 
 __all__ = ["Supervisor", "SupervisorMsg"]
 
 M = TypeVar("M")
 
-SupervisorMsg = GetStatistics
+SupervisorMsg = GetStatistics | CrashChild
 
 
 class Supervisor(SupervisorBase[SupervisorMsg]):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +18,10 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 import trio
+
+from golem_actor.adapters.guest import GuestImage, build_test_guest
 
 CLI = str(Path(sys.executable).with_name("golem-provider"))
 SSH_OPTIONS = [
@@ -31,6 +36,33 @@ SSH_OPTIONS = [
     "-o",
     "LogLevel=ERROR",
 ]
+GUEST_TOOLS = ("qemu-system-x86_64", "apt-get", "apt-cache", "dpkg-deb", "ssh", "ssh-keygen")
+
+
+def guest_cache_dir() -> Path:
+    env = os.environ.get("GOLEM_TEST_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "golem-actor-tests"
+
+
+def shared_test_guest() -> GuestImage:
+    """The test guest, built into the cache shared across runs on first use."""
+    missing = [tool for tool in GUEST_TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)} (run .ci/install-guest-deps.sh)")
+
+    def progress(message: str) -> None:
+        print(f"test guest: {message}")
+
+    return trio.run(functools.partial(build_test_guest, guest_cache_dir(), on_progress=progress))
+
+
+def make_keypair(key: Path) -> tuple[Path, str]:
+    """A fresh passphrase-less ed25519 key at `key`: (its path, the public key line)."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "golem-e2e", "-f", str(key)],
+        check=True,
+    )
+    return key, key.with_suffix(".pub").read_text().strip()
 
 
 def free_port() -> int:

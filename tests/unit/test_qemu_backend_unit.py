@@ -48,6 +48,7 @@ from golem_actor.adapters.qemu import (
     verify_local_image,
 )
 from golem_actor.adapters.qemu._accel import CACHE_FILE
+from golem_actor.adapters.qemu._backend import why_off
 from golem_actor.adapters.qemu._boot import BootConfig
 from golem_actor.adapters.qemu._disk import GIB, create_data_disk, create_overlay, disk_info
 from golem_actor.domain.resources import Resources
@@ -768,3 +769,12 @@ async def test_launch_refuses_bad_keys_before_creating_anything(short_dir: Path)
     with pytest.raises(BackendError, match="cannot provision vm1"):
         await backend(short_dir).launch(bad)
     assert not (short_dir / "vms").exists()
+
+
+def test_why_a_qemu_is_off_is_read_from_the_end_of_the_serial_console(tmp_path: Path) -> None:
+    serial = tmp_path / "serial.log"
+    serial.write_text("x" * 5000 + "Requesting system poweroff\n[    9.89] reboot: Power down\n")
+    assert why_off(serial) == "the guest powered itself off"
+    serial.write_text("[    2.1] dropbear started\nWelcome\n" + "reboot: Power down\n" + "y" * 600)
+    assert why_off(serial).startswith("QEMU ended while the guest ran")  # an old boot's end
+    assert why_off(tmp_path / "none.log").startswith("QEMU ended while the guest ran")

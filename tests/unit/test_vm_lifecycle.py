@@ -20,6 +20,7 @@ from actors.vm_lifecycle import (
     ListVms,
     NameTaken,
     StartVm,
+    StateNotSaved,
     StopVm,
     StreamInUse,
     VmLifecycle,
@@ -461,3 +462,74 @@ async def test_a_look_older_than_a_vm_s_last_change_does_not_undo_it(tmp_path: P
         # A real drift is still seen once a look starts after the last change.
         node.backend.power_off(view.vm_id)
         await node.wait_status(view.vm_id, VmStatus.STOPPED)
+
+
+async def test_a_machine_that_ends_under_a_running_vm_is_stopped_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("crashy"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        why = "QEMU ended while the guest ran (killed or crashed); its disk is kept"
+        node.backend.machines[view.vm_id] = Observed(
+            vm_id=view.vm_id, state=BackendState.STOPPED, reason=why
+        )
+        stopped = await node.wait_status(view.vm_id, VmStatus.STOPPED)  # seen by the timer
+        assert stopped.error == why
+        assert await refused(view.ssh_port)
+        for _ in range(100):  # and what the machine left is ended (its pasta)
+            if ("stop", view.vm_id) in node.backend.calls:
+                break
+            await trio.sleep(0.01)
+        assert ("stop", view.vm_id) in node.backend.calls
+        saved = await node.store.load(REGISTRY, Registry, schema_version=SCHEMA_VERSION)
+        assert saved is not None
+        assert [vm.error for vm in saved.vms] == [why]  # it survives a restart
+
+        await node.lifecycle.call(StartVm(OPERATOR, view.vm_id))
+        again = await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        assert again.error is None  # the reason went with the stop
+
+
+async def test_a_failed_clean_up_after_a_machine_ended_is_an_error_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("crashy"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        node.backend.fail_next["stop"] = "pasta of the VM survived SIGKILL"
+        node.backend.power_off(view.vm_id)
+        failed = await node.wait_status(view.vm_id, VmStatus.ERROR)
+        assert failed.error == "pasta of the VM survived SIGKILL"
+        incarnations = {c.id: c.incarnations for c in node.tree.statistics().children}
+        assert incarnations["vm_lifecycle"] == 1
+
+
+async def test_a_request_the_disk_cannot_record_is_refused_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_node(tmp_path) as node:
+        view = await node.lifecycle.call(create("kept"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        saving = node.store.save
+
+        async def disk_full(*args: object, **kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(node.store, "save", disk_full)
+        with pytest.raises(StateNotSaved, match="No space left on device"):
+            await node.lifecycle.call(create("more"))
+        with pytest.raises(StateNotSaved, match="needs free space"):
+            await node.lifecycle.call(StopVm(OPERATOR, view.vm_id))
+        listed = await node.lifecycle.call(ListVms(OPERATOR))
+        assert [(v.name, v.status) for v in listed] == [("kept", VmStatus.RUNNING)]
+        assert (await node.resources.call(GetCapacity())).vms == 1  # the booking went back
+        assert await banner(view.ssh_port) is not None  # the VM was never touched
+
+        monkeypatch.setattr(node.store, "save", saving)  # space is back
+        more = await node.lifecycle.call(create("more"))
+        await node.wait_status(more.vm_id, VmStatus.RUNNING)
+        await node.lifecycle.call(StopVm(OPERATOR, view.vm_id))
+        await node.wait_status(view.vm_id, VmStatus.STOPPED)
+        incarnations = {c.id: c.incarnations for c in node.tree.statistics().children}
+        assert incarnations["vm_lifecycle"] == 1  # refused, never crashed

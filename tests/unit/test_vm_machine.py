@@ -102,3 +102,7 @@ def test_entry_effects_cover_every_state_and_close_the_proxy_when_ssh_must_stop(
         assert Effect.CLOSE_PROXY in ENTRY_EFFECTS[status]
     assert ENTRY_EFFECTS[S.DELETED] == (Effect.RELEASE,)
     assert ENTRY_EFFECTS[S.CREATING] == (Effect.LAUNCH,)
+
+
+def test_a_failed_clean_up_of_a_stopped_vm_is_an_error() -> None:
+    assert next_status(S.STOPPED, E.FAILED) is S.ERROR

@@ -66,6 +66,8 @@ class Observed(msgspec.Struct, frozen=True, kw_only=True):
     ssh: Endpoint | None = None  # where the VM's sshd is reachable from this host
     ip_address: str | None = None  # the VM's own address on its network
     resources: Resources | None = None  # as the backend reports them (None: unknown)
+    # Why a STOPPED machine is not running, when the backend can tell (None: unknown).
+    reason: str | None = None
 
 
 class BackendError(Exception):

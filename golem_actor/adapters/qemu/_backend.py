@@ -358,7 +358,10 @@ class QemuBackend:
         resources = record.spec.resources
         pid = await trio.to_thread.run_sync(_process.live_pid, paths.pidfile)
         if pid is None:
-            return Observed(vm_id=paths.vm_id, state=BackendState.STOPPED, resources=resources)
+            reason = await trio.to_thread.run_sync(why_off, paths.serial)
+            return Observed(
+                vm_id=paths.vm_id, state=BackendState.STOPPED, resources=resources, reason=reason
+            )
         try:
             async with self._qmp(paths) as qmp:
                 status = str((await qmp.execute("query-status")).get("status", ""))
@@ -441,6 +444,21 @@ class QemuBackend:
         raise BackendError(
             f"QEMU for {paths.vm_id} not running after {self._boot_timeout:g}s ({last_error})"
         )
+
+
+def why_off(serial: Path) -> str:
+    """Why a VM's QEMU is not running, from the end of its serial console (blocking): a
+    Linux guest that powered itself off says so last; anything else means QEMU ended
+    under a running guest (killed, crashed, out of memory)."""
+    try:
+        with serial.open("rb") as log:
+            log.seek(max(log.seek(0, os.SEEK_END) - 512, 0))
+            end = log.read().decode(errors="replace")
+    except OSError:
+        end = ""
+    if "reboot: Power down" in end:
+        return "the guest powered itself off"
+    return "QEMU ended while the guest ran (killed or crashed); its disk is kept"
 
 
 def _own_netns(pid: int) -> bool:

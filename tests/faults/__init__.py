@@ -1,0 +1,1 @@
+"""Fault-injection tests: the node killed, its guests killed, its actors crashed."""
