@@ -332,6 +332,7 @@ class VpnRouter(Actor[VpnMsg]):
 
     def _reattach_kept(self) -> None:
         """A new incarnation: the ports the last one had are attached again."""
+        self._kept.close_stale()
         for port in list(self._kept.ports.values()):
             try:
                 self._attach_kept(port)
@@ -356,7 +357,7 @@ class VpnRouter(Actor[VpnMsg]):
         if any(r.startswith(member_id(endpoint, network_id) + ":") for r in refused):
             self._apply()
             raise NetRefused("taken", f"{port.ip} cannot be attached in network {network_id}")
-        io = FdPort(os.dup(port.fd))  # the router's own: its stop closes it, not the kept fd
+        io = self._kept.reader(port.fd)  # the router's own: its stop closes it, not port.fd
         self._fd_members[endpoint] = member
         self._attach(endpoint, io)
 
