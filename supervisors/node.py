@@ -15,6 +15,8 @@ import msgspec
 from actors.local_chain import LOCAL_STREAM_PAYMENT
 from actors.wallet import Wallet
 from golem_actor.adapters.host_load import PsutilHostLoad
+from golem_actor.adapters.qemu import VM_USER, vm_user
+from golem_actor.adapters.vpn_gate import Gates, HelperUser
 from golem_actor.identity import load_or_create_operator_token, load_or_create_provider_key
 from golem_actor.images import load_catalog
 from golem_actor.settings import Settings
@@ -44,6 +46,14 @@ def with_local_chain(settings: Settings) -> Settings:
     if settings.payments_network != "local" or settings.stream_payment_address:
         return settings
     return msgspec.structs.replace(settings, stream_payment_address=LOCAL_STREAM_PAYMENT)
+
+
+def gate_user() -> HelperUser | None:
+    """Who the gates' namespace helpers run as: the VM user (as QEMU) when the node is
+    root, so no helper is root on the host's files; None: the node's own user. Blocking
+    (creates the VM user when missing)."""
+    runas = vm_user(VM_USER)
+    return None if runas is None else HelperUser(runas.uid, runas.gid, runas.groups)
 
 
 def prepare_node(settings: Settings) -> NodeParts:
@@ -77,6 +87,7 @@ def prepare_node(settings: Settings) -> NodeParts:
         price_source=rate_source(settings),
         signer=Signer(key),
         host_load=PsutilHostLoad(settings.data_path),
+        gates=partial(Gates, runas=gate_user()),
     )
 
 

@@ -17,7 +17,7 @@ from actors.pricing import RateSource
 from actors.wallet import Wallet
 from golem_actor import __version__
 from golem_actor.adapters.backend import VmBackend
-from golem_actor.adapters.vpn_gate import Gates
+from golem_actor.adapters.vpn_gate import Gates, RouterPorts
 from golem_actor.domain.host_load import HostLoad
 from golem_actor.domain.resources import Resources
 from golem_actor.images import ImageCatalog
@@ -49,6 +49,6 @@ class NodeParts:
     lifecycle_tick: float = 5.0  # how often vm_lifecycle compares its VMs with the backend
     payment_period: float | None = None  # the stream actors' period; None: the settings'
     advert_debounce: float = 5.0  # s from a capacity change to the advert that shows it
-    # The Net API's gates, over the router's data plane (`Gates(router_ports)`); None: the
-    # gates answer 501 (a node whose router attaches no ports yet).
-    gates: Gates | None = None
+    # The Net API's gates, made once by `node_tree` over the router's ports (the
+    # vpn_router's AttachPort/DetachPort); None: the gates answer 501.
+    gates: Callable[[RouterPorts], Gates] | None = None

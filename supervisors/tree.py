@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from actors.advertiser import Advertiser, AdvertiserMsg
@@ -38,6 +39,8 @@ from actors.resource_tracker import ResourceMsg, ResourceTracker
 from actors.stream_monitor import StreamMonitor
 from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle
 from actors.vpn_router import VpnMsg, VpnRouter
+from actors.vpn_router.gate_ports import RouterGatePorts
+from actors.vpn_router.kept import KeptPorts
 from actors.withdraw_scheduler import WithdrawScheduler
 from golem_actor.domain.host_load import Thresholds
 from golem_actor.domain.resources import Resources
@@ -231,7 +234,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             create_timeout=settings.launch_timeout_seconds + 30.0,
             stop=stop,
             vpn_router=vpn,
-            gates=parts.gates,
+            gates=gates,
             limits=api_limits(settings),
             observed=Observed(
                 statistics=tree.statistics,
@@ -299,7 +302,12 @@ def node_tree(parts: NodeParts) -> NodeTree:
     verifier_spec = ChildSpec("port_verifier", port_verifier, shutdown=5.0)
     vms_dir = settings.data_path / "vms"  # the QEMU backend's (supervisors/backend.py)
     nic_dir = (lambda vm_id: vms_dir / vm_id) if parts.backend.kind == "qemu" else None
-    vpn_spec = ChildSpec("vpn_router", lambda: VpnRouter(store=store, vm_dir=nic_dir), shutdown=5.0)
+    # One KeptPorts for every incarnation: the gates' ports outlive a router restart.
+    vpn_spec = ChildSpec(
+        "vpn_router",
+        partial(VpnRouter, store=store, vm_dir=nic_dir, kept=KeptPorts()),
+        shutdown=5.0,
+    )
     proxies_spec = ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf)
     lifecycle_spec = ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0)
     advertiser_spec = ChildSpec("advertiser", advertiser, shutdown=10.0)
@@ -327,14 +335,15 @@ def node_tree(parts: NodeParts) -> NodeTree:
         period=ROOT_PERIOD,
     )
     resources, verifier = tree.address_of(resources_spec), tree.address_of(verifier_spec)
-    lifecycle = tree.address_of(lifecycle_spec)
+    # One Gates for every incarnation of the API (its namespaces outlive an API restart).
+    gates = None if parts.gates is None else parts.gates(RouterGatePorts(tree.address_of(vpn_spec)))
     return NodeTree(
         root=tree,
         stop=stop,
         resources=resources,
         port_verifier=verifier,
         proxies=tree.address_of(proxies_spec),
-        lifecycle=lifecycle,
+        lifecycle=tree.address_of(lifecycle_spec),
         vpn_router=tree.address_of(vpn_spec),
         pricing=tree.address_of(pricing_spec),
         advertiser=tree.address_of(advertiser_spec),

@@ -25,7 +25,9 @@ is fixed at launch, before any join picks its IP, so it cannot be `90:13:<ip>`).
 
 The seam for other ports (the TCP gate's TAP, the raw gate's socketpair): `AttachPort`
 hands the router an fd carrying one Ethernet frame per datagram, as a member of one
-network on one address with one MAC; `DetachPort` removes it. Deleted VMs
+network on one address with one MAC; `DetachPort` removes it. The fds are kept across
+the router's restarts (`kept.py`: the router reads a duplicate, a new incarnation
+attaches them again), so a gate's namespace outlives a router crash. Deleted VMs
 (`VmsGone`, cast by vm_lifecycle) leave every network: their memberships are removed
 and persisted, their NICs closed; so are those of VMs missing from the list vm_lifecycle
 casts at its start (`VmsKnown`: deleted while the router missed it). `GetVpnStats`
@@ -38,7 +40,9 @@ caller's answers `NetworkNotFound`, as one that does not exist.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -58,6 +62,7 @@ from golem_actor.kernel import Actor
 from golem_actor.state_store import CorruptStateError, StateStore
 
 from .fabric import Fabric, Member, member_id
+from .kept import KeptPort, KeptPorts
 from .messages import (
     AddAddress,
     AddNode,
@@ -126,14 +131,17 @@ class VpnRouter(Actor[VpnMsg]):
         new_id: Callable[[], str] | None = None,
         vm_dir: Callable[[str], Path] | None = None,
         fabric: Fabric | None = None,
+        kept: KeptPorts | None = None,
     ) -> None:
         """`vm_dir`: where a VM's directory is (its VPN NIC's sockets live there); None
-        for a backend without VPN NICs."""
+        for a backend without VPN NICs. `kept`: the attached fd ports, shared by the
+        router's incarnations (the composition root makes it once)."""
         super().__init__()
         self._store = store
         self._new_id = new_id or (lambda: uuid4().hex)
         self._vm_dir = vm_dir
         self._fabric = fabric or Fabric()
+        self._kept = kept if kept is not None else KeptPorts()
         self._networks: dict[str, VpnNetwork] = {}
         self._membership = Membership(0, ())
         self._fd_members: dict[str, Member] = {}  # endpoint -> the member AttachPort made
@@ -149,6 +157,7 @@ class VpnRouter(Actor[VpnMsg]):
         self._networks = {n.id: n for n in (registry.networks if registry else [])}
         self._membership = Membership(0, rules.desired_membership(self._networks.values()))
         self._apply()
+        self._reattach_kept()
         if self._vm_dir is not None:
             self.every(NIC_TICK, NicTick(), first=0.0)
         log.info(
@@ -222,6 +231,7 @@ class VpnRouter(Actor[VpnMsg]):
             case AttachPort(endpoint=endpoint, fd=fd, network_id=network_id, ip=ip, mac=mac):
                 return self._attach_fd(endpoint, fd, network_id, ip, mac)
             case DetachPort(endpoint=endpoint):
+                self._kept.drop(endpoint)
                 if self._fd_members.pop(endpoint, None) is not None:
                     self._detach(endpoint)
                     self._apply()
@@ -308,23 +318,48 @@ class VpnRouter(Actor[VpnMsg]):
     def _attach_fd(
         self, endpoint: str, fd: int, network_id: str, ip: str, mac: bytes | None
     ) -> None:
+        """The router owns `fd` from here on: a refused port's fd is closed."""
+        try:
+            address = IPv4Address(ip)
+            port = KeptPort(endpoint, fd, network_id, address, mac or guest_mac(address))
+            self._attach_kept(port)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        self._kept.keep(port)
+        log.info("vpn port attached", endpoint=endpoint, network_id=network_id, ip=ip)
+
+    def _reattach_kept(self) -> None:
+        """A new incarnation: the ports the last one had are attached again."""
+        self._kept.close_stale()
+        for port in list(self._kept.ports.values()):
+            try:
+                self._attach_kept(port)
+            except (NetworkNotFound, NetRefused, OSError) as error:
+                self._kept.drop(port.endpoint)
+                log.warning("vpn port not reattached", endpoint=port.endpoint, error=str(error))
+            else:
+                log.info("vpn port reattached", endpoint=port.endpoint, network_id=port.network_id)
+
+    def _attach_kept(self, port: KeptPort) -> None:
+        endpoint, network_id = port.endpoint, port.network_id
         network = self._networks.get(network_id)
         if network is None:
             raise NetworkNotFound(network_id)
         if endpoint in self._fabric.attached() or "/" in endpoint:
             raise NetRefused("invalid", f"endpoint {endpoint!r} is taken or malformed")
-        address = IPv4Address(ip)
-        member = Member(endpoint, network_id, address, mac or guest_mac(address))
+        member = Member(endpoint, network_id, port.ip, port.mac)
         refused = self._fabric.apply(
             [_switch_network(n) for n in self._networks.values()],
             [*self._current_members(), member],
         )
         if any(r.startswith(member_id(endpoint, network_id) + ":") for r in refused):
             self._apply()
-            raise NetRefused("taken", f"{ip} cannot be attached in network {network_id}")
+            raise NetRefused("taken", f"{port.ip} cannot be attached in network {network_id}")
+        io = self._kept.reader(port.fd)  # the router's own: its stop closes it, not port.fd
         self._fd_members[endpoint] = member
-        self._attach(endpoint, FdPort(fd))
-        log.info("vpn port attached", endpoint=endpoint, network_id=network_id, ip=ip)
+        self._attach(endpoint, io)
 
     def _current_members(self) -> list[Member]:
         return [

@@ -238,10 +238,48 @@ def test_what_the_router_does_not_serve_is_dropped() -> None:
     assert switch.counters("a2").drops == {Drop.MALFORMED: 1, Drop.NOT_FOR_ROUTER: 2}
 
 
-def test_a_member_holding_the_gateway_address_answers_for_itself() -> None:
+def test_a_member_holding_the_gateway_address_leaves_dhcp_and_echo_to_the_router() -> None:
+    """The requestor's gate on the first host, which is the default gateway too."""
     switch = make_switch()
     switch.add_port(SwitchPort("gate", "net-a", GW, mac=router_mac(GW)))
-    request = ping_frame(ip("10.0.0.2"), GW, router_mac(GW))
+    a2 = ip("10.0.0.2")
+    # Pings to the gateway: the router answers them, the gate never sees them.
+    routed = switch.route("a2", ping_frame(a2, GW, router_mac(GW)))
+    assert [out for out, _ in routed] == ["a2"]
+    reply = parse_ipv4(routed[0][1])
+    assert reply is not None
+    assert (reply.src, reply.dst) == (GW.packed, a2.packed)
+    # A unicast DHCP renewal (RFC 2131 RENEWING: ciaddr set, to the server): an ACK.
+    renewal = dhcp_request_frame(
+        guest_mac(a2), DhcpType.REQUEST, ciaddr=a2, src=a2, dst=GW, dst_mac=router_mac(GW)
+    )
+    routed = switch.route("a2", renewal)
+    assert [out for out, _ in routed] == ["a2"]
+    assert routed[0][1][6:12] == router_mac(GW)
+    assert switch.counters("gate").tx_frames == 0
+    assert switch.counters("a2").to_router == 2
+    # Everything else to that address is the gate's: TCP, UDP to other ports, echo
+    # replies (answers to the gate's own pings), on the fast path or not.
+    tcp = build_ethernet(router_mac(GW), guest_mac(a2), ETHERTYPE_IPV4) + build_ipv4(
+        a2.packed, GW.packed, 6, 20
+    )
+    tcp += b"\0" * 20
+    assert switch.route("a2", tcp) == [("gate", tcp)]
+    other_udp = udp_frame(a2, GW, b"to the gate", dst_mac=router_mac(GW), dport=67 + 1)
+    assert switch.route("a2", other_udp) == [("gate", other_udp)]
+    echo_reply = bytearray(ping_frame(a2, GW, router_mac(GW)))
+    echo_reply[34] = ICMP_ECHO_REPLY  # the type; the checksum is the gate's business
+    assert switch.route("a2", bytes(echo_reply)) == [("gate", bytes(echo_reply))]
+    # The gate itself reaches the guests as any member does.
+    back = udp_frame(GW, a2, b"from the gate", src_mac=router_mac(GW))
+    assert switch.route("gate", back) == [("a2", back)]
+    assert switch.counters("gate").tx_frames == 3
+
+
+def test_a_member_on_another_address_gets_its_pings() -> None:
+    switch = make_switch()
+    switch.add_port(SwitchPort("gate", "net-a", ip("10.0.0.7"), mac=router_mac(ip("10.0.0.7"))))
+    request = ping_frame(ip("10.0.0.2"), ip("10.0.0.7"), router_mac(ip("10.0.0.7")))
     assert switch.route("a2", request) == [("gate", request)]
 
 

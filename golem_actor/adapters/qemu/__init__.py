@@ -12,10 +12,12 @@ from golem_actor.adapters.qemu._argv import QemuSpec, qemu_argv, qemu_opt
 from golem_actor.adapters.qemu._backend import GUEST_IP, QemuBackend
 from golem_actor.adapters.qemu._images import download_image, verify_local_image
 from golem_actor.adapters.qemu._qmp import QmpClient, QmpError, QmpReplyError, qmp_session
+from golem_actor.adapters.qemu._sandbox import VM_USER, vm_user
 from golem_actor.adapters.qemu._vmdir import VmPaths
 
 __all__ = [
     "GUEST_IP",
+    "VM_USER",
     "QemuBackend",
     "QemuSpec",
     "QmpClient",
@@ -28,4 +30,5 @@ __all__ = [
     "qemu_opt",
     "qmp_session",
     "verify_local_image",
+    "vm_user",
 ]

@@ -21,6 +21,8 @@ Integration with the router (the seam): `Gates(router)` takes any `RouterPorts`,
 of a datagram socketpair: one frame per read/write) a LOCAL switch port of that network
 and owns the fd from then on, and whose `detach_port(port_id)` removes it and closes the
 fd. Gate ports are `gate:<network id>` (the namespace's TAP) and `raw:<network id>:<src>`.
+On the node that is `actors.vpn_router.gate_ports.RouterGatePorts` (the router's
+`AttachPort`/`DetachPort`), built once in `supervisors/tree.py`.
 The API holds the `Gates` (`ApiContext.gates`): the first TCP gate into a network opens
 its namespace and attaches it; `DELETE /net/{id}` calls `Gates.close_network`, which
 ends that network's gate connections, detaches its ports and ends the helper; the node's

@@ -22,6 +22,11 @@ Rules, in the order the hot path applies them:
    member in the *same* network (networks never see each other, even with the same
    address range); an unknown MAC is dropped. Frames to the router's MAC reach the
    router: ICMP echo to its address is answered, DHCP is served, the rest is dropped.
+   A member may hold the router's own address (the requestor's gate, on the first
+   host, which is also the default gateway; its MAC is then the router's too): DHCP
+   (UDP to port 67) and ICMP echo requests to that address are still the router's, so
+   guests renew their leases and ping the gateway; everything else to it (TCP, echo
+   replies, ...) goes to the member.
 3. Ethernet broadcast: DHCP (UDP to port 67) goes to the router; other IPv4 broadcasts
    go to every other located member of the network. Other group MACs (multicast, and so
    IPv6 neighbour discovery) are dropped.
@@ -212,12 +217,14 @@ class _Port:
         "net",
         "origin",
         "serve",
+        "shares_router",
     )
 
     def __init__(self, spec: SwitchPort, net: _Net) -> None:
         self.id = spec.id
         self.net = net
         self.ip = spec.ip.packed
+        self.shares_router = self.ip == net.router_ip  # see rule 2: DHCP and echo aren't its
         self.mac = spec.mac if spec.mac is not None else guest_mac(spec.ip)
         self.ipv4_prefix = self.mac + _IPV4_TYPE  # source MAC + ethertype, one comparison
         self.kind = PortKind.UNLOCATED
@@ -326,7 +333,7 @@ class Switch:
             and frame.startswith(port.ip, 26)
         ):
             out = port.net.by_mac.get(frame[:6])
-            if out is not None and out.accepts & port.origin:
+            if out is not None and out.accepts & port.origin and not out.shares_router:
                 out_counters = out.counters
                 out_counters.tx_frames += 1
                 out_counters.tx_bytes += size
@@ -352,6 +359,8 @@ class Switch:
             if not frame.startswith(port.ip, 26):
                 return self._drop(port, Drop.SPOOFED)
             out = port.net.by_mac.get(frame[:6])
+            if out is not None and out.shares_router and port.serve and _for_router(out, frame):
+                return self._to_router(port, frame)
             if out is None:
                 if frame.startswith(port.net.router_mac):
                     return self._to_router(port, frame) if port.serve else self._not_served(port)
@@ -517,6 +526,18 @@ class Switch:
         if out.accepts & port.origin:
             return self._send(out, frame)
         return self._unreachable(port, out)
+
+
+def _for_router(twin: _Port, frame: bytes) -> bool:
+    """A unicast IPv4 frame to the router's address that the router itself serves (DHCP
+    to port 67, ICMP echo requests), though the member `twin` holds that address too."""
+    ip = parse_ipv4(frame, verify=False)
+    if ip is None or ip.is_fragment or ip.dst != twin.ip:
+        return False
+    at = ip.payload_offset
+    if ip.protocol == PROTO_UDP:
+        return frame[at + 2 : at + 4] == SERVER_PORT.to_bytes(2, "big")
+    return ip.protocol == PROTO_ICMP and frame[at : at + 1] == bytes([ICMP_ECHO_REQUEST])
 
 
 def _lease_for(net: _Net, port: _Port) -> LeaseOffer:
