@@ -30,7 +30,9 @@ async def test_concurrent_connections_through_the_relays_all_get_their_echo() ->
     # At the peak every relayed connection held two sockets in the node (client, guest).
     assert result["peak_sockets"] >= result["start_sockets"] + 2 * 200
     assert result["grown"] == 0, result
-    assert result["end_sockets"] == result["start_sockets"]
+    # None left behind (one fewer is fine: the node's own idle keep-alive connections,
+    # such as a port check's, may close meanwhile).
+    assert result["end_sockets"] <= result["start_sockets"]
 
 
 async def test_list_route_under_load_answers_every_request() -> None:
