@@ -59,6 +59,7 @@ from golem_actor.state_store import CorruptStateError, StateStore
 from .fabric import Fabric, Member, member_id
 from .link_control import LinkRouting
 from .link_messages import GetLinkSecret
+from .links import Dialer
 from .messages import (
     AddAddress,
     AddNode,
@@ -127,6 +128,7 @@ class VpnRouter(LinkRouting):
         new_id: Callable[[], str] | None = None,
         vm_dir: Callable[[str], Path] | None = None,
         fabric: Fabric | None = None,
+        link_dialer: Dialer | None = None,
     ) -> None:
         """`vm_dir`: where a VM's directory is (its VPN NIC's sockets live there); None
         for a backend without VPN NICs."""
@@ -139,6 +141,8 @@ class VpnRouter(LinkRouting):
         self._membership = Membership(0, ())
         self._fd_members: dict[str, Member] = {}  # endpoint -> the member AttachPort made
         self._nics: dict[str, NicPort] = {}  # vm id -> the router's end of its VPN NIC
+        if link_dialer is not None:
+            self._dialer = link_dialer
 
     async def on_start(self) -> None:
         try:

@@ -44,10 +44,12 @@ from .link_messages import (
     LinkRetry,
 )
 from .links import (
+    Dialer,
     LinkCounters,
     LinkDown,
     LinkSpec,
     carry,
+    close,
     deliver,
     dial,
     link_endpoint,
@@ -72,6 +74,7 @@ class LinkRouting(Actor[VpnMsg]):
         self._link_state: dict[str, LinkCounters] = {}
         self._link_ends: dict[str, socket.socket] = {}
         self._link_in_dropped = 0
+        self._dialer: Dialer = dial  # tests dial over memory streams
 
     # provided by VpnRouter
     def _attach(self, endpoint: str, io: NicPort | FdPort) -> None:
@@ -200,7 +203,7 @@ class LinkRouting(Actor[VpnMsg]):
             raise error
 
         self.start_work(
-            functools.partial(dial, self.nursery, spec),
+            functools.partial(self._dialer, self.nursery, spec),
             then=lambda ws: LinkConnected(endpoint, ws),
             failed=failed,
             key=("link", endpoint),
@@ -209,7 +212,7 @@ class LinkRouting(Actor[VpnMsg]):
     def _connected(self, endpoint: str, ws: trio_websocket.WebSocketConnection) -> None:
         state = self._link_state.get(endpoint)
         if state is None:  # closed while dialing
-            self.start_work(ws.aclose)
+            self.start_work(functools.partial(close, ws))
             return
         state.up, state.attempt, state.last_error = True, 0, ""
         spec = self._links[endpoint]

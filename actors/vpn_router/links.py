@@ -32,11 +32,12 @@ import hashlib
 import hmac
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import trio
+import trio.lowlevel
 import trio_websocket
 
 from golem_actor.domain.vpn import link as wire
@@ -47,11 +48,15 @@ from .ports import MAX_FRAME, FdPort
 __all__ = [
     "PING_BOUND",
     "PING_EVERY",
+    "Dialer",
     "LinkCounters",
+    "LinkDown",
     "LinkSpec",
     "MessageChannel",
+    "WsChannel",
     "accept_handshake",
     "carry",
+    "close",
     "deliver",
     "dial",
     "dial_handshake",
@@ -63,6 +68,7 @@ PING_EVERY = 5.0
 PING_BOUND = 10.0
 DIAL_BOUND = 10.0  # seconds for the TCP connect, the websocket upgrade and the handshake
 READ_BATCH = 64
+CLOSE_BOUND = 1.0
 
 
 class MessageChannel(Protocol):
@@ -139,7 +145,7 @@ async def accept_handshake(channel: MessageChannel, secret: bytes, target: str) 
     await channel.send(wire.MAGIC + wire.server_proof(secret, target, server_nonce, client_nonce))
 
 
-class _WsChannel:
+class WsChannel:
     """A trio-websocket connection as a MessageChannel (text messages taken as bytes)."""
 
     def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
@@ -151,6 +157,9 @@ class _WsChannel:
     async def receive(self) -> bytes:
         message = await self.ws.get_message()
         return message.encode() if isinstance(message, str) else message
+
+
+Dialer = Callable[[trio.Nursery, "LinkSpec"], Awaitable[trio_websocket.WebSocketConnection]]
 
 
 class LinkDown(Exception):
@@ -166,7 +175,7 @@ async def dial(nursery: trio.Nursery, spec: LinkSpec) -> trio_websocket.WebSocke
             ws = await trio_websocket.connect_websocket_url(
                 nursery, spec.location, message_queue_size=4
             )
-            await dial_handshake(_WsChannel(ws), spec.secret, spec.target)
+            await dial_handshake(WsChannel(ws), spec.secret, spec.target)
     except (OSError, trio.TooSlowError, trio_websocket.HandshakeError) as exc:
         raise LinkDown(f"dial failed: {exc!r}") from exc
     except trio_websocket.ConnectionClosed as exc:
@@ -177,8 +186,7 @@ async def dial(nursery: trio.Nursery, spec: LinkSpec) -> trio_websocket.WebSocke
         done = True
     finally:
         if ws is not None and not done:  # failed or cancelled: its reader task ends too
-            with trio.CancelScope(shield=True):
-                await ws.aclose()
+            await close(ws)
     return ws
 
 
@@ -188,43 +196,52 @@ async def carry(
     counters: LinkCounters,
 ) -> str:
     """Send what the fabric writes for this link until the connection ends; why it did."""
-    reason = "closed"
-    sock = trio.socket.from_stdlib_socket(link_end.dup())
+    reasons: list[str] = []
+
+    async def send_frames() -> None:
+        while True:
+            await trio.lowlevel.wait_readable(link_end)
+            frames = _read_batch(link_end)
+            for message in wire.encode_batches(frames):
+                await ws.send_message(message)
+                counters.messages_out += 1
+            counters.frames_out += len(frames)
+
+    async def keep_alive() -> None:
+        while True:
+            await trio.sleep(PING_EVERY)
+            with trio.fail_after(PING_BOUND):
+                await ws.ping()
+
+    async def watch() -> None:
+        while True:
+            await ws.get_message()  # the peer sends nothing after the handshake
+
+    async def until_it_ends(task: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
+        try:
+            await task()
+        except trio_websocket.ConnectionClosed as exc:
+            reasons.append(f"closed: {exc.reason}")
+        except trio.TooSlowError:
+            reasons.append(f"no pong within {PING_BOUND:g} s")
+        except OSError as exc:
+            reasons.append(f"socket error: {exc!r}")
+        scope.cancel()  # one way ended: the link is down
+
     try:
         async with trio.open_nursery() as nursery:
-
-            async def send_frames() -> None:
-                while True:
-                    await sock.wait_readable()  # type: ignore[attr-defined]
-                    frames = _read_batch(link_end)
-                    for message in wire.encode_batches(frames):
-                        await ws.send_message(message)
-                        counters.messages_out += 1
-                    counters.frames_out += len(frames)
-
-            async def keep_alive() -> None:
-                while True:
-                    await trio.sleep(PING_EVERY)
-                    with trio.fail_after(PING_BOUND):
-                        await ws.ping()
-
-            async def watch() -> None:
-                while True:
-                    await ws.get_message()  # the peer sends nothing after the handshake
-
             for task in (send_frames, keep_alive, watch):
-                nursery.start_soon(task)
-    except trio_websocket.ConnectionClosed as exc:
-        reason = f"closed by the peer: {exc.reason}"
-    except trio.TooSlowError:
-        reason = f"no pong within {PING_BOUND} s"
-    except OSError as exc:
-        reason = f"socket error: {exc!r}"
+                nursery.start_soon(until_it_ends, task, nursery.cancel_scope)
     finally:
-        sock.close()
-        with trio.CancelScope(shield=True):
-            await ws.aclose()
-    return reason
+        await close(ws)
+    return reasons[0] if reasons else "closed"
+
+
+async def close(ws: trio_websocket.WebSocketConnection) -> None:
+    """Close within CLOSE_BOUND, even when cancelled (a peer that never answers the close
+    handshake must not hold a link, or the node's stop, forever)."""
+    with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_BOUND):
+        await ws.aclose()
 
 
 def _read_batch(link_end: socket.socket) -> list[bytes]:
