@@ -12,7 +12,8 @@ medians reported (frames/s and MB/s, MB = 10^6 bytes):
   the drain (`take`) in batches of 64, what the actor will run per frame.
 Target (issue 11): route >= 100k frames/s on one core. The ratio route / dict switch
 says what the rules cost over a bare switch; sockets and the event loop are not part
-of it. Then `vpn_vms`: TCP between two real guests through the router, against the
+of it. Then `vpn_fabric`: the router actor itself between two socketpair ports, against
+a bare relay; and `vpn_vms`: TCP between two real guests through the router, against the
 same guests' user networking (skipped without QEMU, or with GOLEM_BENCH_VPN_VMS=0).
 """
 
@@ -24,28 +25,16 @@ from ipaddress import IPv4Address, IPv4Network
 
 from golem_actor.domain.vpn.addressing import guest_mac
 from golem_actor.domain.vpn.egress import EgressQueues
-from golem_actor.domain.vpn.ethernet import ETHERTYPE_IPV4, build_ethernet
-from golem_actor.domain.vpn.ipv4 import PROTO_UDP, build_ipv4, build_udp
 from golem_actor.domain.vpn.switch import Switch, SwitchNetwork, SwitchPort
 
-from . import vpn_vms
+from . import vpn_fabric, vpn_vms
+from ._frames import FRAME_SIZE, frame
 from ._timing import Measure, compare
 
-FRAME_SIZE = 1220
 TARGET_FRAMES_PER_S = 100_000
 BATCH = 64
 
 A, B = IPv4Address("10.0.0.2"), IPv4Address("10.0.0.3")
-
-
-def frame(src: IPv4Address, dst: IPv4Address) -> bytes:
-    payload = b"\xa5" * (FRAME_SIZE - 14 - 20 - 8)
-    datagram = build_udp(src.packed, dst.packed, 40000, 5201, payload)
-    return (
-        build_ethernet(guest_mac(dst), guest_mac(src), ETHERTYPE_IPV4)
-        + build_ipv4(src.packed, dst.packed, PROTO_UDP, len(datagram))
-        + datagram
-    )
 
 
 def make_switch() -> Switch:
@@ -142,6 +131,7 @@ async def run(n: int = 50_000, rounds: int = 9) -> dict[str, float]:
         "route_ratio": ratio,
         "queue_ratio": queue_ratio,
         **per_frame,
+        **(await vpn_fabric.run()),
         **(await vpn_vms.run()),
     }
 

@@ -17,9 +17,16 @@ fabric never parses a length prefix. Two kinds:
   guest is waited for, never spun on. While QEMU is not there (not started yet, or
   restarted with a new socket) frames to it are dropped and counted; the router's
   periodic `refresh` notices a new QEMU socket (its inode or change time differs) and
-  reconnects. Both paths are in
-  the VM directory because QEMU (the VM user, in its own user namespace) may be unable
-  to traverse the node's data directory; the socket file is made writable for it.
+  reconnects. Both paths are in the VM directory because QEMU (the VM user, in its own
+  user namespace) may be unable to traverse the node's data directory; the socket file
+  is made writable for it. Unix socket paths are not bound to a network namespace, so
+  QEMU's own namespace is no obstacle. A socket address holds at most 107 bytes: the
+  router names both sockets through an fd of the VM directory (`/proc/self/fd/N/...`).
+
+Limits (the kernel's, and QEMU 7.2's as its source reads): Linux queues at most
+`net.unix.max_dgram_qlen` (10 by default) datagrams per unix datagram socket; QEMU
+answers a full router socket by retrying once its own socket is writable, which it
+always is, so it spins briefly until the router has read.
 """
 
 from __future__ import annotations
