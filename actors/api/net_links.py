@@ -18,7 +18,7 @@ from quart_trio import QuartTrio
 
 from actors.vpn_router.link_messages import GetLinkSecret, LinkFrames
 from actors.vpn_router.links import accept_handshake
-from golem_actor.domain.vpn.link import LinkAuthError
+from golem_actor.domain.vpn.link import MAX_BATCH_BYTES, LinkAuthError
 from golem_actor.kernel import CallTimeout
 
 from .context import ApiContext
@@ -64,6 +64,9 @@ def register_link_route(app: QuartTrio, context: ApiContext) -> None:
             while True:
                 message = await websocket.receive()
                 data = message.encode() if isinstance(message, str) else message
+                if len(data) > MAX_BATCH_BYTES:  # a peer of ours never sends more
+                    await websocket.close(1009, "batch too large")
+                    return None
                 await vpn.cast(LinkFrames(network_id, data))
         finally:
             log.info("vpn link ended", network_id=network_id)
