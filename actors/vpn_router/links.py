@@ -176,7 +176,12 @@ async def dial(nursery: trio.Nursery, spec: LinkSpec) -> trio_websocket.WebSocke
                 nursery, spec.location, message_queue_size=4
             )
             await dial_handshake(WsChannel(ws), spec.secret, spec.target)
-    except (OSError, trio.TooSlowError, trio_websocket.HandshakeError) as exc:
+    except (
+        OSError,
+        trio.TooSlowError,
+        trio.BrokenResourceError,
+        trio_websocket.HandshakeError,
+    ) as exc:
         raise LinkDown(f"dial failed: {exc!r}") from exc
     except trio_websocket.ConnectionClosed as exc:
         raise LinkDown(f"refused by the peer: {exc.reason}") from exc
@@ -224,7 +229,7 @@ async def carry(
             reasons.append(f"closed: {exc.reason}")
         except trio.TooSlowError:
             reasons.append(f"no pong within {PING_BOUND:g} s")
-        except OSError as exc:
+        except (OSError, trio.BrokenResourceError) as exc:
             reasons.append(f"socket error: {exc!r}")
         scope.cancel()  # one way ended: the link is down
 
