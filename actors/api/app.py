@@ -47,6 +47,7 @@ from .errors import ApiError, translate
 from .faults import register_fault_routes
 from .metrics import CONTENT_TYPE, CreateFailed, Outcomes, failure_reason, observe, render
 from .net_api import register_net_api
+from .net_links import register_link_route
 from .openapi import Router, openapi_document
 from .payments import PaymentGate, StreamStatus
 from .schemas import (
@@ -522,6 +523,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     # At the root, where Prometheus looks by default; operator only, like /admin.
     app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])
     register_net_api(app, context)
+    register_link_route(app, context)
 
     @app.before_request
     async def bind_request() -> None:

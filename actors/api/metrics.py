@@ -305,11 +305,34 @@ def _vpn_families(stats: VpnStats) -> Iterator[Metric]:
     )
     for reason, count in sorted(stats.drops.items()):
         drops.add_metric([reason], count)
-    for name in ("no_member", "egress_dropped", "unattached", "send_failed"):
+    for name in ("no_member", "egress_dropped", "unattached", "send_failed", "link_in_dropped"):
         drops.add_metric([name], stats.totals.get(name, 0))
     ports = GaugeMetricFamily("golem_vpn_ports", "Frame ports the VPN router has attached")
     ports.add_metric([], len(stats.endpoints))
     yield from (frames, drops, ports)
+    yield from _link_families(stats)
+
+
+def _link_families(stats: VpnStats) -> Iterator[Metric]:
+    """Links to other nodes' routers (actors/vpn_router/links.py), by link endpoint."""
+    labels = ["link", "network_id"]
+    up = GaugeMetricFamily("golem_vpn_link_up", "1 while the link to a peer is up", labels=labels)
+    sent = CounterMetricFamily(
+        "golem_vpn_link_frames_out", "Frames sent to a peer router", labels=labels
+    )
+    drops = CounterMetricFamily(
+        "golem_vpn_link_drops", "Times an up link to a peer ended", labels=labels
+    )
+    failures = CounterMetricFamily(
+        "golem_vpn_link_dial_failures", "Dials to a peer that failed", labels=labels
+    )
+    for endpoint, link in sorted(stats.links.items()):
+        names = [endpoint, str(link["network_id"])]
+        up.add_metric(names, int(link["up"]))
+        sent.add_metric(names, int(link["frames_out"]))
+        drops.add_metric(names, int(link["drops"]))
+        failures.add_metric(names, int(link["failures"]))
+    yield from (up, sent, drops, failures)
 
 
 def render(snapshot: Snapshot, outcomes: Outcomes) -> bytes:

@@ -68,15 +68,17 @@ class NewNetworkBody(msgspec.Struct, frozen=True):
     ip: str
     mask: str | None = None
     gateway: str | None = None  # a client-sent `id` is ignored, as in yagna
+    linkSecret: str | None = None  # extension (net_links.py): the secret of its links
 
 
 class AddressBody(msgspec.Struct, frozen=True):
     ip: str
 
 
-class NodeBody(msgspec.Struct, frozen=True):
+class NodeBody(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
     ip: str
+    location: str | None = None  # extension (net_links.py): another node's link URL
 
 
 class NetworkReply(msgspec.Struct, frozen=True):
@@ -219,7 +221,13 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
         who = caller()
         body = await _body(NewNetworkBody)
         network = await vpn.call(
-            CreateNetwork(caller=who, ip=body.ip, mask=body.mask, gateway=body.gateway)
+            CreateNetwork(
+                caller=who,
+                ip=body.ip,
+                mask=body.mask,
+                gateway=body.gateway,
+                link_secret=body.linkSecret,
+            )
         )
         return _json(network_reply(network))
 
@@ -245,7 +253,7 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
 
     async def get_nodes(network_id: str) -> Response:
         network = await vpn.call(GetNetwork(caller(), network_id))
-        return _json([NodeBody(n.node_id, n.ip) for n in network.nodes])
+        return _json([NodeBody(n.node_id, n.ip, n.location) for n in network.nodes])
 
     async def add_node(network_id: str) -> Response:
         who = caller()
@@ -255,7 +263,14 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
             owner = vms_seen_by(await vpn.call(GetNetwork(who, network_id)))
             vm = any(v.vm_id == body.id for v in await context.lifecycle.call(ListVms(owner)))
         await vpn.call(
-            AddNode(caller=who, network_id=network_id, node_id=body.id, ip=body.ip, vm=vm)
+            AddNode(
+                caller=who,
+                network_id=network_id,
+                node_id=body.id,
+                ip=body.ip,
+                vm=vm,
+                location=body.location,
+            )
         )
         return _json(None)
 

@@ -54,15 +54,17 @@ import structlog
 import trio
 
 from golem_actor.domain.tenancy import Caller
-from golem_actor.domain.vpn import networks as rules
+from golem_actor.domain.vpn import link as link_rules, networks as rules
 from golem_actor.domain.vpn.addressing import guest_mac, nic_mac
 from golem_actor.domain.vpn.networks import VpnNetwork
 from golem_actor.domain.vpn.switch import SwitchNetwork
-from golem_actor.kernel import Actor
 from golem_actor.state_store import CorruptStateError, StateStore
 
 from .fabric import Fabric, Member, member_id
 from .kept import KeptPort, KeptPorts
+from .link_control import LinkRouting
+from .link_messages import GetLinkSecret
+from .links import Dialer
 from .messages import (
     AddAddress,
     AddNode,
@@ -123,7 +125,7 @@ def _refused(error: rules.NetRuleError) -> NetRefused:
     return NetRefused(kind, str(error))
 
 
-class VpnRouter(Actor[VpnMsg]):
+class VpnRouter(LinkRouting):
     def __init__(
         self,
         *,
@@ -132,6 +134,7 @@ class VpnRouter(Actor[VpnMsg]):
         vm_dir: Callable[[str], Path] | None = None,
         fabric: Fabric | None = None,
         kept: KeptPorts | None = None,
+        link_dialer: Dialer | None = None,
     ) -> None:
         """`vm_dir`: where a VM's directory is (its VPN NIC's sockets live there); None
         for a backend without VPN NICs. `kept`: the attached fd ports, shared by the
@@ -146,6 +149,8 @@ class VpnRouter(Actor[VpnMsg]):
         self._membership = Membership(0, ())
         self._fd_members: dict[str, Member] = {}  # endpoint -> the member AttachPort made
         self._nics: dict[str, NicPort] = {}  # vm id -> the router's end of its VPN NIC
+        if link_dialer is not None:
+            self._dialer = link_dialer
 
     async def on_start(self) -> None:
         try:
@@ -167,6 +172,8 @@ class VpnRouter(Actor[VpnMsg]):
         )
 
     async def on_stop(self) -> None:
+        for endpoint in list(self._links):
+            self._close_link(endpoint)
         for endpoint in list(self._fabric.attached()):
             self._detach(endpoint)
 
@@ -187,6 +194,8 @@ class VpnRouter(Actor[VpnMsg]):
             case VmsKnown(vm_ids=known):
                 members = {n.node_id for net in self._networks.values() for n in net.nodes if n.vm}
                 await self._forget_vms(members - known)
+            case _ if self.handle_link(message):
+                pass
             case _:
                 await super().handle_cast(message)
 
@@ -198,8 +207,10 @@ class VpnRouter(Actor[VpnMsg]):
 
     async def _answer(self, request: VpnMsg) -> Any:
         match request:
-            case CreateNetwork(caller=caller, ip=ip, mask=mask, gateway=gateway):
-                return await self._create(caller, ip, mask, gateway)
+            case CreateNetwork(
+                caller=caller, ip=ip, mask=mask, gateway=gateway, link_secret=secret
+            ):
+                return await self._create(caller, ip, mask, gateway, secret)
             case ListNetworks(caller=caller):
                 return [n for _, n in sorted(self._networks.items()) if rules.may_use(caller, n)]
             case GetNetwork(caller=caller, network_id=network_id):
@@ -216,6 +227,8 @@ class VpnRouter(Actor[VpnMsg]):
             case AddNode(caller=caller, network_id=network_id, node_id=node_id, ip=ip, vm=vm):
                 network = self._find(caller, network_id)
                 changed = rules.add_node(network, node_id, ip, vm=vm)
+                if request.location is not None:  # extension: where another node's VM is
+                    changed = link_rules.with_location(changed, node_id, request.location)
                 await self._update(network, changed, "node added", node_id=node_id, ip=ip, vm=vm)
                 return None
             case RemoveNode(caller=caller, network_id=network_id, node_id=node_id):
@@ -241,10 +254,12 @@ class VpnRouter(Actor[VpnMsg]):
                 return None
             case GetVpnStats():
                 return self._stats()
+            case GetLinkSecret():
+                return self.link_secret(request)
         return await super().handle_call(request)
 
     async def _create(
-        self, caller: Caller, ip: str, mask: str | None, gateway: str | None
+        self, caller: Caller, ip: str, mask: str | None, gateway: str | None, secret: str | None
     ) -> VpnNetwork:
         owner = rules.owner_key(caller)
         if owner is None:
@@ -254,6 +269,8 @@ class VpnRouter(Actor[VpnMsg]):
         while network_id in self._networks:
             network_id = self._new_id()
         network = rules.new_network(network_id, owner, ip, mask, gateway, owned=owned)
+        if secret is not None:
+            network = link_rules.with_secret(network, secret)
         self._networks[network_id] = network
         await self._changed("vpn network created", network_id, network=network.network)
         return network
@@ -263,8 +280,9 @@ class VpnRouter(Actor[VpnMsg]):
     def _apply(self) -> None:
         """Make the fabric's switch hold the registry's networks and members, and the
         attached fd ports; close the NICs of VMs that are in no network any more."""
+        self._sync_links()
         networks = [_switch_network(n) for n in self._networks.values()]
-        members = [
+        members = self._remote_members(self._networks.values()) + [
             Member(row.vm_id, row.network_id, IPv4Address(row.ip), nic_mac(row.vm_id))
             for row in self._membership.rows
         ]
@@ -363,6 +381,7 @@ class VpnRouter(Actor[VpnMsg]):
 
     def _current_members(self) -> list[Member]:
         return [
+            *self._remote_members(self._networks.values()),
             *(
                 Member(r.vm_id, r.network_id, IPv4Address(r.ip), nic_mac(r.vm_id))
                 for r in self._membership.rows
@@ -393,7 +412,9 @@ class VpnRouter(Actor[VpnMsg]):
             name: getattr(fabric.counters, name) for name in fabric.counters.__dataclass_fields__
         }
         drops = {str(reason): n for reason, n in fabric.switch.drops.items()}
-        return VpnStats(totals, drops, members, tuple(sorted(fabric.attached())))
+        totals["link_in_dropped"] = self._link_in_dropped
+        links = self._link_stats()
+        return VpnStats(totals, drops, members, tuple(sorted(fabric.attached())), links)
 
     def _find(self, caller: Caller, network_id: str) -> VpnNetwork:
         network = self._networks.get(network_id)

@@ -38,7 +38,7 @@ import trio
 import trio.lowlevel
 
 from golem_actor.domain.vpn.egress import EgressQueues
-from golem_actor.domain.vpn.switch import Switch, SwitchNetwork, SwitchPort
+from golem_actor.domain.vpn.switch import PortKind, Switch, SwitchNetwork, SwitchPort
 
 from .ports import FramePort
 
@@ -51,12 +51,15 @@ _ARP = b"\x08\x06"
 
 @dataclass(frozen=True, slots=True, order=True)
 class Member:
-    """An endpoint in a network on an address, with its NIC's MAC."""
+    """An endpoint in a network on an address, with its NIC's MAC. A VM on another node
+    is a member of its link's endpoint, of kind REMOTE (link up) or UNLOCATED (down)."""
 
     endpoint: str
     network_id: str
     ip: IPv4Address
     mac: bytes
+    kind: PortKind = PortKind.LOCAL
+    link: str | None = None
 
 
 def member_id(endpoint: str, network_id: str) -> str:
@@ -90,6 +93,16 @@ class _Endpoint:
         if frame.startswith(_ARP, 12):
             return self.members.get(frame[28:32], self.first)
         return self.first
+
+
+def _relocated(old: Member, new: Member) -> bool:
+    """Only the kind or link differ: the port stays (with its counters), relocated."""
+    return (old.endpoint, old.network_id, old.ip, old.mac) == (
+        new.endpoint,
+        new.network_id,
+        new.ip,
+        new.mac,
+    )
 
 
 class Fabric:
@@ -127,14 +140,20 @@ class Fabric:
                 self._networks[network_id] = spec
         wanted = {member_id(m.endpoint, m.network_id): m for m in members}
         for mid, member in list(self._members.items()):
-            if wanted.get(mid) != member:
+            new = wanted.get(mid)
+            if new is not None and new != member and _relocated(member, new):
+                self.switch.locate(mid, new.kind, new.link)  # a link went up or down
+                self._members[mid] = new
+            elif new != member:
                 self._forget(mid)
         refused = []
         for mid, member in sorted(wanted.items()):
             if mid in self._members or member.network_id not in self._networks:
                 continue
             try:
-                port = SwitchPort(mid, member.network_id, member.ip, mac=member.mac)
+                port = SwitchPort(
+                    mid, member.network_id, member.ip, member.kind, member.link, member.mac
+                )
                 self.switch.add_port(port)
             except ValueError as error:
                 refused.append(f"{mid}: {error}")

@@ -14,6 +14,14 @@ from golem_actor.domain.tenancy import Caller
 from golem_actor.domain.vpn.networks import Attachment, VpnNetwork
 from golem_actor.kernel import ActorError, Call
 
+from .link_messages import (
+    GetLinkSecret,
+    LinkConnected,
+    LinkDropped,
+    LinkFailed,
+    LinkFrames,
+    LinkRetry,
+)
 from .ports import NicPort
 
 # -- requests of the Net API ---------------------------------------------------------------
@@ -24,6 +32,7 @@ class CreateNetwork(Call[VpnNetwork], frozen=True, kw_only=True):
     ip: str
     mask: str | None = None
     gateway: str | None = None
+    link_secret: str | None = None  # extension: the secret of links to other nodes
 
 
 class ListNetworks(Call[list[VpnNetwork]], frozen=True):
@@ -52,6 +61,7 @@ class AddNode(Call[None], frozen=True, kw_only=True):
     node_id: str
     ip: str
     vm: bool  # node_id is a VM of this node that the caller owns (the API asked vm_lifecycle)
+    location: str | None = None  # extension: another node's link URL for this VM
 
 
 class RemoveNode(Call[None], frozen=True):
@@ -117,6 +127,8 @@ class VpnStats(msgspec.Struct, frozen=True):
     drops: dict[str, int]
     members: dict[str, dict[str, int]]
     endpoints: tuple[str, ...]  # the attached ones (NICs and fd ports)
+    # links to other nodes by endpoint: up (0/1), dials, failures, drops, frames_out, ...
+    links: dict[str, dict[str, int | str]] = {}
 
 
 class GetVpnStats(Call[VpnStats], frozen=True):
@@ -174,4 +186,11 @@ VpnMsg = (
     | GetVpnStats
     | NicTick
     | NicsOpened
+    # links to other nodes (link_messages.py)
+    | LinkFrames
+    | GetLinkSecret
+    | LinkConnected
+    | LinkFailed
+    | LinkDropped
+    | LinkRetry
 )

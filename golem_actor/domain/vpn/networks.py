@@ -111,6 +111,7 @@ class NetNode(msgspec.Struct, frozen=True):
     node_id: str
     ip: str
     vm: bool = False  # a VM of this node, checked to be the network owner's
+    location: str | None = None  # another node's VM: that node's link URL (domain/vpn/link.py)
 
 
 class VpnNetwork(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +121,7 @@ class VpnNetwork(msgspec.Struct, frozen=True, kw_only=True):
     gateway: str
     addresses: tuple[str, ...]  # the requestor's side
     nodes: tuple[NetNode, ...] = ()
+    link_secret: str | None = None  # the requestor's secret for links to other nodes
 
     @property
     def net(self) -> IPv4Network:
