@@ -35,7 +35,7 @@ from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
 from actors.pricing import Pricing, PricingMsg
 from actors.resource_tracker import ResourceMsg, ResourceTracker
 from actors.stream_monitor import StreamMonitor
-from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle
+from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle, VmListing
 from actors.vpn_router import VpnMsg, VpnRouter
 from actors.withdraw_scheduler import WithdrawScheduler
 from golem_actor.domain.resources import Resources
@@ -126,6 +126,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     monitor_period = settings.stream_monitor_interval_seconds if period is None else period
     withdraw_period = settings.stream_withdraw_interval_seconds if period is None else period
     proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60.0)
+    listing = VmListing()  # vm_lifecycle publishes, the API reads (outlives restarts)
     reserve = Resources.from_gb(
         cpus=settings.reserve_cpu_cores,
         memory_gb=settings.reserve_memory_gb,
@@ -181,6 +182,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             tick_interval=parts.lifecycle_tick,
             streams_file=data / "streams.json",
             port_verifier=tree.address_of(verifier_spec),
+            listing=listing,
         )
 
     def api() -> ApiActor:
@@ -191,6 +193,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
         context = ApiContext(
             version=parts.version,
             lifecycle=tree.address_of(lifecycle_spec),
+            listing=listing,
             port_verifier=tree.address_of(verifier_spec),
             resources=tree.address_of(resources_spec),
             catalog=parts.catalog,

@@ -55,6 +55,7 @@ from golem_actor.domain.vm_machine import (
 from golem_actor.kernel import Actor, Address, WhichChildren
 from golem_actor.state_store import StateStore
 
+from .listing import VmListing
 from .messages import (
     Conflict,
     CreateVm,
@@ -98,8 +99,10 @@ class VmLifecycle(Actor[LifecycleMsg]):
         tick_interval: float = 5.0,
         streams_file: Path | None = None,
         port_verifier: Address[PortVerifierMsg] | None = None,
+        listing: VmListing | None = None,
     ) -> None:
         super().__init__()
+        self._listing = listing
         self._ops = operations
         self._backend: VmBackend = operations.backend
         self._store = store
@@ -156,6 +159,12 @@ class VmLifecycle(Actor[LifecycleMsg]):
     # -- requests ------------------------------------------------------------------------
 
     async def handle_call(self, request: LifecycleMsg) -> object:
+        try:
+            return await self._answer(request)
+        finally:
+            self._publish()
+
+    async def _answer(self, request: LifecycleMsg) -> object:
         match request:
             case CreateVm():
                 return await self._create(request)
@@ -228,6 +237,12 @@ class VmLifecycle(Actor[LifecycleMsg]):
     # -- outcomes and drift ------------------------------------------------------------------
 
     async def handle_cast(self, message: LifecycleMsg) -> None:
+        try:
+            await self._react(message)
+        finally:
+            self._publish()
+
+    async def _react(self, message: LifecycleMsg) -> None:
         match message:
             case OpOutcome():
                 await self._outcome(message)
@@ -347,6 +362,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         for vm_id in released:
             await self._resources.cast(Release(vm_id))
         await self._share_ports()
+        self._publish()  # before any waiter hears of it: its client may list at once
         self._waiters.settle(self._view_of)
 
     async def _save(self) -> None:
@@ -406,6 +422,11 @@ class VmLifecycle(Actor[LifecycleMsg]):
         span = f"{self._port_range.start}-{self._port_range.stop - 1}"
         verified = " verified reachable" if self._port_verifier is not None else ""
         raise NoFreePort(f"no free{verified} SSH port in {span}")
+
+    def _publish(self) -> None:
+        """The registry as clients see it, for readers that do not call (listing.py)."""
+        if self._listing is not None:
+            self._listing.publish(tuple((r.owner, self._view(r)) for r in self._vms.values()))
 
     def _view_of(self, vm_id: str) -> VmView | None:
         record = self._vms.get(vm_id)
