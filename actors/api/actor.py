@@ -5,7 +5,9 @@ crash of the actor. A graceful stop is hypercorn's: `stop_requested` is its shut
 trigger, so the listener closes at once and requests in flight drain within
 `graceful_timeout`; `on_stop` waits for that drain to finish. The app is served behind
 `RequestLimits`, and connections that idle or trickle are closed (`ApiLimits`); between
-the two, `FastRoutes` answers the hottest read-only routes without Quart (fast.py).
+the two, `FastRoutes` answers the hottest read-only routes without Quart (fast.py), and
+each connection starts in a `FastLane` that answers those without hypercorn's HTTP
+machinery either, until a request it does not take (front.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Never
 import structlog
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from actors.port_verifier import Recheck
 from golem_actor.kernel import Actor
@@ -24,6 +25,7 @@ from golem_actor.kernel import Actor
 from .app import API_PREFIX, MAX_BODY, create_app
 from .context import ApiContext
 from .fast import FastRoutes
+from .front import FastLane, serve
 from .limits import RequestLimits
 
 log = structlog.get_logger("golem_actor.api")
@@ -60,33 +62,41 @@ class ApiActor(Actor[Never]):
         config.h2_max_header_list_size = limits.max_header_bytes
         return config
 
-    def _app(self) -> RequestLimits:
-        return RequestLimits(
-            FastRoutes(create_app(self.context), self.context),
+    def _app(self, config: Config) -> tuple[RequestLimits, FastLane]:
+        routes = FastRoutes(create_app(self.context), self.context)
+        limits = RequestLimits(
+            routes,
             self.context.limits,
             operator_token=self.context.operator_token,
             create_path=f"{API_PREFIX}/vms",
             max_body=MAX_BODY,
         )
+        return limits, FastLane(routes, limits, config)
 
     async def on_start(self) -> None:
-        app = self._app()
-        self.bound = await self.nursery.start(partial(self._listen, app, self._hypercorn_config()))
+        config = self._hypercorn_config()
+        app, lane = self._app(config)
+        self.bound = await self.nursery.start(partial(self._listen, app, lane, config))
         log.info("api listening", binds=self.bound)
         if self.context.port_verifier is not None:
             # The first verification ran before the API listened: check it again, now.
             await self.context.port_verifier.cast(Recheck())
 
     async def _listen(
-        self, app: RequestLimits, config: Config, *, task_status: trio.TaskStatus[list[str]]
+        self,
+        app: RequestLimits,
+        lane: FastLane,
+        config: Config,
+        *,
+        task_status: trio.TaskStatus[list[str]],
     ) -> None:
         try:
             await serve(
                 app,
                 config,
+                lane,
                 shutdown_trigger=self.stop_requested.wait,
                 task_status=task_status,
-                mode="asgi",
             )
         finally:
             self._served.set()

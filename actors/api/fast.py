@@ -82,16 +82,9 @@ class FastRoutes:
     ) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             started = time.perf_counter()
-            answer = self._answer(scope)
+            answer = self.answer(scope)
             if answer is not None:
-                info_line(
-                    "request",
-                    status=200,
-                    ms=round((time.perf_counter() - started) * 1000, 1),
-                    request_method="GET",
-                    request_started=started,
-                    request_path=scope["path"],
-                )
+                self.log(scope["path"], started)
                 body, headers = answer
                 await send(
                     {
@@ -105,8 +98,21 @@ class FastRoutes:
                 return
         await self.app(scope, receive, send)
 
-    def _answer(self, scope: HTTPScope) -> Answer | None:
-        """The answer to give, or None: the app answers."""
+    @staticmethod
+    def log(path: str, started: float) -> None:
+        """The app's `request` line for a 200 answered here (see `create_app`)."""
+        info_line(
+            "request",
+            status=200,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+            request_method="GET",
+            request_started=started,
+            request_path=path,
+        )
+
+    def answer(self, scope: HTTPScope) -> Answer | None:
+        """The answer to a GET with this scope, or None: the app answers it. It reads
+        only the scope's `path` and `headers`, and changes nothing but its caches."""
         path = scope["path"]
         fixed = self._fixed.get(path)
         vms = fixed is None and path == self._vms_path and self._listing is not None
