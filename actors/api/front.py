@@ -11,8 +11,10 @@ hands the connection to hypercorn, for good, at the first request it does not ta
 
 What the lane takes, and what it does not (anything not taken goes to hypercorn with
 the bytes read so far, so hypercorn sees the connection as if it had read them itself):
-- a complete request head in the bytes at hand (never a partial one: hypercorn waits for
-  the rest with its own timers), `GET <path> HTTP/1.1` with a path of plain characters
+- a request head that arrives whole within the keep-alive timeout, as hypercorn's idle
+  timer requires (past it the connection closes silently, as hypercorn closes it; a head
+  past hypercorn's incomplete-size bound, or one ending in bare LFs, goes to hypercorn,
+  which refuses or parses it), `GET <path> HTTP/1.1` with a path of plain characters
   (no percent-escapes, no absolute form), header lines of visible ASCII, exactly one
   `Host`, no `Connection` header and no body (`Content-Length`, `Transfer-Encoding`);
 - a route `FastRoutes.answer` answers (otherwise: the app's business, even its errors);
@@ -61,6 +63,12 @@ _HEADER_LINE = re.compile(
 )
 _NOT_IN_LANE = frozenset({b"connection", b"content-length", b"transfer-encoding"})
 
+
+def _maybe_head_end(data: bytes) -> bool:
+    """Does `data` hold a head end that h11 accepts and the lane does not (bare LFs)?"""
+    return b"\n\n" in data or b"\n\r\n" in data
+
+
 Handover = Callable[[trio.abc.HalfCloseableStream], Awaitable[None]]
 
 
@@ -100,6 +108,7 @@ class FastLane:
         self.routes = routes
         self.limits = limits
         self.keep_alive_timeout = config.keep_alive_timeout
+        self.max_incomplete = config.h11_max_incomplete_size
         self._date = config.include_date_header
         self._server = b"server: hypercorn-h11\r\n" if config.include_server_header else b""
         self._second: tuple[int, bytes] = (-1, b"")
@@ -129,40 +138,44 @@ class FastLane:
         sock = stream.socket
         client = parse_socket_addr(sock.family, sock.getpeername())
         key: str | None = None
+        buffer = b""
         while True:
-            buffer = await self._receive(stream)
-            if not buffer:
-                return None  # closed by the client, idle too long, or shutting down
-            while buffer:
-                end = buffer.find(_HEAD_END)
-                if end < 0:
-                    return buffer  # a partial head: hypercorn waits for the rest
-                started = time.perf_counter()
-                scope = self._scope(buffer[:end], client)
-                answer = None if scope is None else self.routes.answer(scope)
-                if scope is None or answer is None:
-                    return buffer
-                if key is None:
-                    key = client_key(scope)
-                if not self.limits.admits(scope, key):
-                    return buffer
-                buffer = buffer[end + len(_HEAD_END) :]
-                self.routes.log(scope["path"], started)
-                body, headers = answer
-                await stream.send_all(self._response(body, headers))
+            # As hypercorn's idle timer: from the last answer until a whole head is in.
+            deadline = trio.current_time() + self.keep_alive_timeout
+            while (end := buffer.find(_HEAD_END)) < 0:
+                if _maybe_head_end(buffer) or len(buffer) > self.max_incomplete:
+                    return buffer  # h11 decides what these are
+                data = await self._receive(stream, deadline)
+                if data is None:  # idle too long, or shutting down: closed silently
+                    return None
+                if not data:  # the client's EOF: hypercorn answers what came before it
+                    return buffer or None
+                buffer += data
+            started = time.perf_counter()
+            scope = self._scope(buffer[:end], client)
+            answer = None if scope is None else self.routes.answer(scope)
+            if scope is None or answer is None:
+                return buffer
+            if key is None:
+                key = client_key(scope)
+            if not self.limits.admits(scope, key):
+                return buffer
+            buffer = buffer[end + len(_HEAD_END) :]
+            self.routes.log(scope["path"], started)
+            body, headers = answer
+            await stream.send_all(self._response(body, headers))
 
-    async def _receive(self, stream: trio.SocketStream) -> bytes:
-        """The next bytes, waiting at most the keep-alive timeout (b"": close)."""
+    async def _receive(self, stream: trio.SocketStream, deadline: float) -> bytes | None:
+        """The next bytes; b"" at EOF; None when the deadline passed or the server stops."""
         if self._closing:
-            return b""
-        with trio.CancelScope() as idle:
-            idle.deadline = trio.current_time() + self.keep_alive_timeout
+            return None
+        with trio.CancelScope(deadline=deadline) as idle:
             self._idle.add(idle)
             try:
                 return bytes(await stream.receive_some(_MAX_RECV))
             finally:
                 self._idle.discard(idle)
-        return b""  # timed out or shutting down
+        return None
 
     @staticmethod
     def _scope(head: bytes, client: tuple[str, int] | None) -> HTTPScope | None:

@@ -120,3 +120,19 @@ async def test_a_stopping_node_closes_idle_connections_at_once(tmp_path: Path) -
     assert trio.current_time() - stopping < 5
     with trio.fail_after(5):
         assert await stream.receive_some(65536) == b""
+
+
+async def test_a_head_that_trickles_is_cut_at_the_keep_alive_timeout(tmp_path: Path) -> None:
+    """Late first bytes do not buy a slow client a second keep-alive period."""
+    async with running_api(tmp_path, api_keep_alive_timeout_seconds=1.0) as api:
+        stream = await connect(api)
+        began = trio.current_time()
+        await trio.sleep(0.7)
+        await stream.send_all(INFO[:10])
+        with trio.fail_after(5):
+            while True:
+                with trio.move_on_after(0.2):
+                    if await stream.receive_some(65536) == b"":
+                        break
+                await stream.send_all(b"x")  # a byte now and then: never silent
+        assert trio.current_time() - began < 1.6
