@@ -219,7 +219,8 @@ def _report(
     print(f"  {where}; machine CPU before runs <= {busiest:.0f}% (idle gate 30%, 3 s bound)")
     print(
         f"  {'ours / upstream':<30}{'req/s':>8} {'(per round)':>19} {'p50':>9} {'p99':>9}"
-        f" {'CPU/req':>9}{'ours req/s':>12}{'up req/s':>10}"
+        f" {'CPU/req':>9}{'ours req/s':>12}{'up req/s':>10}{'ours p99':>10}{'up p99':>9}"
+        f"{'ours CPU':>10}{'up CPU':>11}"
     )
     result: dict[str, float] = {}
     for vms in (0, VMS):
@@ -239,6 +240,10 @@ def _report(
                     f"  {label:<30}{ratios['rps']:>7.3g}x {spread:>19} {ratios['p50']:>8.3g}x"
                     f" {ratios['p99']:>8.3g}x {ratios['cpu_ms']:>8.3g}x"
                     f"{statistics.median(ours):>12.0f}{statistics.median(theirs):>10.1f}"
+                    f"{_median(out, 'ours', key + ':p99'):>8.1f}ms"
+                    f"{_median(out, 'upstream', key + ':p99'):>7.1f}ms"
+                    f"{1e3 * _median(out, 'ours', key + ':cpu_ms'):>8.0f}us"
+                    f"{1e3 * _median(out, 'upstream', key + ':cpu_ms'):>9.0f}us"
                 )
                 for metric, value in ratios.items():
                     result[f"{key}_{metric}_ratio"] = value

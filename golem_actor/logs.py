@@ -21,13 +21,14 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast
 
 import msgspec
 import structlog
-from structlog.typing import EventDict, FilteringBoundLogger
+from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 LogFormat = Literal["json", "console"]
 
@@ -88,7 +89,9 @@ def render_json(event_dict: EventDict) -> str:
 
 
 def _json_sink(event_dict: EventDict) -> str:
-    return render_json(structlog.processors.format_exc_info(None, "", event_dict))
+    if "exc_info" in event_dict:
+        event_dict = structlog.processors.format_exc_info(None, "", event_dict)
+    return render_json(event_dict)
 
 
 class _Sink:
@@ -105,9 +108,11 @@ class _TeeLogger:
         self._lock = threading.Lock()  # lines from worker threads must not interleave
 
     def msg(self, **event: Any) -> None:
+        last = len(self._sinks) - 1
         with self._lock:
-            for sink in self._sinks:
-                line = sink.render(dict(event))
+            for index, sink in enumerate(self._sinks):
+                # Renderers may consume the dict: each sink but the last gets a copy.
+                line = sink.render(event if index == last else dict(event))
                 try:
                     sink.stream.write(line + "\n")
                     sink.stream.flush()
@@ -130,6 +135,71 @@ class _StdlibBridge(logging.Handler):
         if record.exc_info:
             extra["exc_info"] = record.exc_info
         structlog.get_logger().log(record.levelno, message, **extra)
+
+
+class _Stamp:
+    """``timestamp``: UTC ISO-8601 with microseconds and ``Z``, as structlog's
+    ``TimeStamper(fmt="iso", utc=True)`` writes it, at a fraction of the cost: the
+    date and time of day are formatted once per second (one tuple, swapped whole, so
+    threads never see a second's text with another second's number)."""
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")
+
+    def __call__(self, _logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        micros = round((now - second) * 1_000_000)
+        if micros == 1_000_000:
+            second, micros = second + 1, 0
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._second = cached
+        event_dict["timestamp"] = f"{cached[1]}.{micros:06d}Z"
+        return event_dict
+
+
+_utc_timestamp = _Stamp()
+
+
+class _Installed:
+    """What ``configure_logging`` set up, for ``info_line``."""
+
+    def __init__(
+        self, processors: list[Processor], shape: tuple[Processor, ...], tee: _TeeLogger, level: int
+    ) -> None:
+        self.processors = processors  # the list structlog was given (and uses)
+        self.shape = shape  # its elements then: ``capture_logs`` swaps them in place
+        self.tee = tee
+        self.level = level
+
+
+_installed: _Installed | None = None
+
+
+def info_line(event: str, **fields: Any) -> None:
+    """Write what ``structlog.get_logger().info(event, **fields)`` writes, for hot paths.
+
+    Why: structlog builds a bound logger on every call of a module-level logger (loggers
+    are not cached, so they follow reconfiguration); that is most of a line's cost. This
+    runs the same processors into the same sinks directly. When logging was configured
+    some other way (or a test captures logs), it is the ordinary structlog call.
+    """
+    installed = _installed
+    processors = structlog.get_config()["processors"]
+    if installed is None or processors is not installed.processors:
+        structlog.get_logger().info(event, **fields)
+        return
+    if tuple(processors) != installed.shape:
+        structlog.get_logger().info(event, **fields)
+        return
+    if installed.level > logging.INFO:
+        return
+    event_dict: EventDict = {**fields, "event": event}
+    for processor in processors:
+        event_dict = processor(installed.tee, "info", event_dict)  # type: ignore[assignment]
+    installed.tee.msg(**event_dict)
 
 
 _current_file: TextIO | None = None
@@ -177,13 +247,16 @@ def configure_logging(
 
     tee = _TeeLogger(sinks)
     numeric_level = _LEVELS[level.lower()]
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _utc_timestamp,
+        structlog.processors.StackInfoRenderer(),
+    ]
+    global _installed  # noqa: PLW0603 - logging is process-wide
+    _installed = _Installed(processors, tuple(processors), tee, numeric_level)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=lambda *_args: tee,
         # No caching: loggers created at import time must follow a later reconfiguration.
@@ -197,7 +270,8 @@ def configure_logging(
 
 def reset_logging() -> None:
     """Undo ``configure_logging``: close the log file, unhook stdlib logging, reset structlog."""
-    global _current_file, _current_bridge  # noqa: PLW0603 - logging is process-wide
+    global _current_file, _current_bridge, _installed  # noqa: PLW0603 - logging is process-wide
+    _installed = None
     if _current_bridge is not None:
         logging.getLogger().removeHandler(_current_bridge)
         _current_bridge = None

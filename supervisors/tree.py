@@ -37,7 +37,7 @@ from actors.port_verifier import PortVerifier, PortVerifierMsg, VerifierConfig
 from actors.pricing import Pricing, PricingMsg
 from actors.resource_tracker import ResourceMsg, ResourceTracker
 from actors.stream_monitor import StreamMonitor
-from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle
+from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle, VmListing
 from actors.vpn_router import VpnMsg, VpnRouter
 from actors.vpn_router.gate_ports import RouterGatePorts
 from actors.vpn_router.kept import KeptPorts
@@ -138,6 +138,18 @@ def fault_hook(
     return FaultHook(root=lambda: root.address, proxies=proxies)
 
 
+def vpn_router_spec(parts: NodeParts) -> ChildSpec[VpnMsg]:
+    """The vpn_router: QEMU VMs' VPN NICs are sockets in their VM directories."""
+    vms_dir = parts.settings.data_path / "vms"  # the QEMU backend's (supervisors/backend.py)
+    nic_dir = (lambda vm_id: vms_dir / vm_id) if parts.backend.kind == "qemu" else None
+    # One KeptPorts for every incarnation: the gates' ports outlive a router restart.
+    return ChildSpec(
+        "vpn_router",
+        partial(VpnRouter, store=parts.store, vm_dir=nic_dir, kept=KeptPorts()),
+        shutdown=5.0,
+    )
+
+
 def node_tree(parts: NodeParts) -> NodeTree:
     """The whole tree; pure: every actor's IO happens when it starts."""
     settings, store, payments = parts.settings, parts.store, parts.payments
@@ -147,6 +159,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     monitor_period = settings.stream_monitor_interval_seconds if period is None else period
     withdraw_period = settings.stream_withdraw_interval_seconds if period is None else period
     proxies = DynamicSupervisor("ssh_proxies", intensity=10, period=60.0)
+    listing = VmListing()  # vm_lifecycle publishes, the API reads (outlives restarts)
     reserve = Resources.from_gb(
         cpus=settings.reserve_cpu_cores,
         memory_gb=settings.reserve_memory_gb,
@@ -210,6 +223,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
             streams_file=data / "streams.json",
             port_verifier=tree.address_of(verifier_spec),
             vpn=tree.address_of(vpn_spec),
+            listing=listing,
         )
 
     def api() -> ApiActor:
@@ -220,6 +234,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
         context = ApiContext(
             version=parts.version,
             lifecycle=tree.address_of(lifecycle_spec),
+            listing=listing,
             port_verifier=tree.address_of(verifier_spec),
             resources=tree.address_of(resources_spec),
             catalog=parts.catalog,
@@ -300,14 +315,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     pricing_spec = ChildSpec("pricing", pricing, shutdown=5.0)
     resources_spec = ChildSpec("resource_tracker", resource_tracker)
     verifier_spec = ChildSpec("port_verifier", port_verifier, shutdown=5.0)
-    vms_dir = settings.data_path / "vms"  # the QEMU backend's (supervisors/backend.py)
-    nic_dir = (lambda vm_id: vms_dir / vm_id) if parts.backend.kind == "qemu" else None
-    # One KeptPorts for every incarnation: the gates' ports outlive a router restart.
-    vpn_spec = ChildSpec(
-        "vpn_router",
-        partial(VpnRouter, store=store, vm_dir=nic_dir, kept=KeptPorts()),
-        shutdown=5.0,
-    )
+    vpn_spec = vpn_router_spec(parts)
     proxies_spec = ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf)
     lifecycle_spec = ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0)
     advertiser_spec = ChildSpec("advertiser", advertiser, shutdown=10.0)

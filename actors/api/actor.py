@@ -4,8 +4,11 @@ hypercorn's trio `serve` runs in the actor's own nursery, so a crash of the serv
 crash of the actor. A graceful stop is hypercorn's: `stop_requested` is its shutdown
 trigger, so the listener closes at once and requests in flight drain within
 `graceful_timeout`; `on_stop` waits for that drain to finish. The app is served behind
-`RequestLimits`, and connections that idle or trickle are closed (`ApiLimits`); the Net
-API's gate websockets are routed below the app (`GateRoutes`) and pinged every 5 s.
+`RequestLimits`, and connections that idle or trickle are closed (`ApiLimits`); between
+the two, `FastRoutes` answers the hottest read-only routes without Quart (fast.py), and
+each connection starts in a `FastLane` that answers those without hypercorn's HTTP
+machinery either, until a request it does not take (front.py). The Net API's gate
+websockets are routed below the app (`GateRoutes`) and pinged every 5 s.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from typing import Never
 import structlog
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from actors.port_verifier import Recheck
 from golem_actor.adapters.hypercorn_ws import report_clean_websocket_close
@@ -24,6 +26,8 @@ from golem_actor.kernel import Actor
 
 from .app import API_PREFIX, MAX_BODY, create_app
 from .context import ApiContext
+from .fast import FastRoutes
+from .front import FastLane, serve
 from .gates import GateRoutes
 from .limits import RequestLimits
 
@@ -67,34 +71,42 @@ class ApiActor(Actor[Never]):
         config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE
         return config
 
-    def _app(self) -> RequestLimits:
+    def _app(self, config: Config) -> tuple[RequestLimits, FastLane]:
         report_clean_websocket_close()  # the TCP gate tells a close from an abort
-        return RequestLimits(
-            GateRoutes(create_app(self.context), self.context),
+        routes = FastRoutes(GateRoutes(create_app(self.context), self.context), self.context)
+        limits = RequestLimits(
+            routes,
             self.context.limits,
             operator_token=self.context.operator_token,
             create_path=f"{API_PREFIX}/vms",
             max_body=MAX_BODY,
         )
+        return limits, FastLane(routes, limits, config)
 
     async def on_start(self) -> None:
-        app = self._app()
-        self.bound = await self.nursery.start(partial(self._listen, app, self._hypercorn_config()))
+        config = self._hypercorn_config()
+        app, lane = self._app(config)
+        self.bound = await self.nursery.start(partial(self._listen, app, lane, config))
         log.info("api listening", binds=self.bound)
         if self.context.port_verifier is not None:
             # The first verification ran before the API listened: check it again, now.
             await self.context.port_verifier.cast(Recheck())
 
     async def _listen(
-        self, app: RequestLimits, config: Config, *, task_status: trio.TaskStatus[list[str]]
+        self,
+        app: RequestLimits,
+        lane: FastLane,
+        config: Config,
+        *,
+        task_status: trio.TaskStatus[list[str]],
     ) -> None:
         try:
             await serve(
                 app,
                 config,
+                lane,
                 shutdown_trigger=self.stop_requested.wait,
                 task_status=task_status,
-                mode="asgi",
             )
         finally:
             self._served.set()

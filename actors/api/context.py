@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from actors.port_verifier import PortVerifierMsg
 from actors.pricing import GetPrices
 from actors.resource_tracker import ResourceMsg
-from actors.vm_lifecycle import LifecycleMsg
+from actors.vm_lifecycle import LifecycleMsg, VmListing
 from actors.vpn_router import VpnMsg
 from golem_actor.adapters.vpn_gate import Gates
 from golem_actor.images import ImageCatalog
@@ -25,6 +25,8 @@ from .schemas import ProviderInfo
 class ApiContext:
     version: str
     lifecycle: Address[LifecycleMsg]
+    # The lifecycle's published VMs: `GET /vms` reads them without a call (None: it calls).
+    listing: VmListing | None = None
     port_verifier: Address[PortVerifierMsg] | None  # None: a node without port verification
     resources: Address[ResourceMsg]
     catalog: ImageCatalog

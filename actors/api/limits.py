@@ -102,7 +102,7 @@ class RequestLimits:
     async def _http(
         self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        key = _client_key(scope)
+        key = client_key(scope)
         operator = self._is_operator(scope)
         creating = scope["method"].upper() == "POST"
         creating = creating and scope["path"].rstrip("/") == self.create_path
@@ -125,6 +125,15 @@ class RequestLimits:
                 await self.app(scope, replay, send)
         else:
             await self.app(scope, replay, send)
+
+    def admits(self, scope: HTTPScope, key: str) -> bool:
+        """Would a request of `scope` (a read, from the client `key`, no body) be let
+        through? If so it is counted as `__call__` counts it; if not, nothing changed,
+        and `__call__` is the one to answer it."""
+        if self._refusal(scope, key, operator=self._is_operator(scope), creating=False):
+            return False
+        self._limited.discard(key)
+        return True
 
     def _refusal(
         self, scope: HTTPScope, key: str, *, operator: bool, creating: bool
@@ -225,7 +234,8 @@ class _Replay:
         return await self._receive()
 
 
-def _client_key(scope: HTTPScope) -> str:
+def client_key(scope: HTTPScope) -> str:
+    """Whose buckets a request uses: its source address (an IPv6 /64 as one)."""
     client = scope["client"]
     if not client:
         return "unknown"

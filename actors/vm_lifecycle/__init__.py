@@ -1,6 +1,7 @@
 """The vm_lifecycle actor: the VM registry and one state machine per VM."""
 
 from .actor import VmLifecycle
+from .listing import VmListing
 from .messages import (
     Conflict,
     CreateVm,
@@ -41,6 +42,7 @@ __all__ = [
     "StopVm",
     "StreamInUse",
     "VmLifecycle",
+    "VmListing",
     "VmNotFound",
     "VmView",
     "WaitVm",

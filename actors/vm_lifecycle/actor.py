@@ -62,6 +62,7 @@ from golem_actor.domain.vm_machine import (
 from golem_actor.kernel import Actor, Address, WhichChildren
 from golem_actor.state_store import StateStore
 
+from .listing import VmListing
 from .messages import (
     Conflict,
     CreateVm,
@@ -107,8 +108,10 @@ class VmLifecycle(Actor[LifecycleMsg]):
         streams_file: Path | None = None,
         port_verifier: Address[PortVerifierMsg] | None = None,
         vpn: Address[VpnMsg] | None = None,
+        listing: VmListing | None = None,
     ) -> None:
         super().__init__()
+        self._listing = listing
         self._ops = operations
         self._backend: VmBackend = operations.backend
         self._store = store
@@ -169,6 +172,12 @@ class VmLifecycle(Actor[LifecycleMsg]):
     # -- requests ------------------------------------------------------------------------
 
     async def handle_call(self, request: LifecycleMsg) -> object:
+        try:
+            return await self._answer(request)
+        finally:
+            self._publish()
+
+    async def _answer(self, request: LifecycleMsg) -> object:
         match request:
             case CreateVm():
                 return await self._create(request)
@@ -247,6 +256,12 @@ class VmLifecycle(Actor[LifecycleMsg]):
     # -- outcomes and drift ------------------------------------------------------------------
 
     async def handle_cast(self, message: LifecycleMsg) -> None:
+        try:
+            await self._react(message)
+        finally:
+            self._publish()
+
+    async def _react(self, message: LifecycleMsg) -> None:
         match message:
             case OpOutcome():
                 await self._outcome(message)
@@ -382,6 +397,7 @@ class VmLifecycle(Actor[LifecycleMsg]):
         if released and self._vpn is not None:
             await self._vpn.cast(VmsGone(tuple(released)))  # they leave their networks
         await self._share_ports()
+        self._publish()  # before any waiter hears of it: its client may list at once
         self._waiters.settle(self._view_of)
 
     async def _save_ahead(self, record: VmRecord) -> None:
@@ -457,6 +473,11 @@ class VmLifecycle(Actor[LifecycleMsg]):
         span = f"{self._port_range.start}-{self._port_range.stop - 1}"
         verified = " verified reachable" if self._port_verifier is not None else ""
         raise NoFreePort(f"no free{verified} SSH port in {span}")
+
+    def _publish(self) -> None:
+        """The registry as clients see it, for readers that do not call (listing.py)."""
+        if self._listing is not None:
+            self._listing.publish(tuple((r.owner, self._view(r)) for r in self._vms.values()))
 
     def _view_of(self, vm_id: str) -> VmView | None:
         record = self._vms.get(vm_id)

@@ -17,7 +17,13 @@ import structlog
 import trio
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
 
-from golem_actor.logs import choose_format, configure_logging, get_logger, reset_logging
+from golem_actor.logs import (
+    choose_format,
+    configure_logging,
+    get_logger,
+    info_line,
+    reset_logging,
+)
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -272,3 +278,30 @@ def test_unopenable_file_keeps_the_previous_configuration(tmp_path: Path) -> Non
         configure_logging(fmt="json", level="info", file=tmp_path / "taken")
     get_logger().info("still here")
     assert [r["event"] for r in lines(stream)] == ["still here"]
+
+
+def test_info_line_writes_what_a_logger_writes(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="json", level="info", stream=stream, file=tmp_path / "node.log")
+    with bound_contextvars(actor="api"):
+        get_logger().info("request", status=200, path="/x")
+        info_line("request", status=200, path="/x")
+    by_logger, by_line = lines(stream)
+    assert TIMESTAMP.match(by_line["timestamp"])
+    assert by_line["timestamp"] >= by_logger["timestamp"]
+    del by_logger["timestamp"], by_line["timestamp"]
+    assert list(by_line.items()) == list(by_logger.items())
+    in_file = [json.loads(line) for line in (tmp_path / "node.log").read_text().splitlines()]
+    assert [r["event"] for r in in_file] == ["request", "request"]
+    reset_logging()
+    quiet = io.StringIO()
+    configure_logging(fmt="json", level="warning", stream=quiet)
+    info_line("request", status=200)
+    assert quiet.getvalue() == ""  # below the level: nothing
+
+
+def test_info_line_reaches_captured_logs() -> None:
+    configure_logging(fmt="json", level="info", stream=io.StringIO())
+    with structlog.testing.capture_logs() as captured:
+        info_line("request", status=404)
+    assert captured == [{"event": "request", "status": 404, "log_level": "info"}]
