@@ -105,7 +105,9 @@ class ResourceTracker(Actor[ResourceMsg]):
         self._thresholds = thresholds or Thresholds()
         self._sample_interval = sample_interval
         self._load: HostLoad | None = None
-        self._since_sample = ZERO  # reserved after the last reading
+        # Reserved after the last reading, by VM: a reservation released before the next
+        # reading (a refused or failed create) no longer counts against the thresholds.
+        self._since_sample: dict[str, Resources] = {}
         self._announced: tuple[int, int, int] | None = None
 
     @property
@@ -147,6 +149,7 @@ class ResourceTracker(Actor[ResourceMsg]):
     async def handle_cast(self, message: ResourceMsg) -> None:
         match message:
             case Release(vm_id=vm_id):
+                self._since_sample.pop(vm_id, None)
                 if self._allocations.pop(vm_id, None) is not None:
                     self._changed()
             case Sample():
@@ -159,7 +162,8 @@ class ResourceTracker(Actor[ResourceMsg]):
                     )
             case Sampled(load=load):
                 before = self._above()
-                self._load, self._since_sample = load, ZERO
+                self._load = load
+                self._since_sample.clear()
                 self._log_above(before)
                 self._changed(only_if_moved=True)
             case SampleFailed(error=error):
@@ -179,7 +183,7 @@ class ResourceTracker(Actor[ResourceMsg]):
         if self._load is None:
             return None
         bounds = threshold_bounds(self._load, self._thresholds)
-        taken = self._since_sample
+        taken = sum(self._since_sample.values(), ZERO)
         return ThresholdBounds(
             cpus=bounds.cpus,
             memory_mib=_less(bounds.memory_mib, taken.memory_mib),
@@ -234,7 +238,7 @@ class ResourceTracker(Actor[ResourceMsg]):
         if missing is not None:
             log.warning("adopted a VM beyond capacity", vm_id=vm_id, missing=str(missing))
         if not adopt and vm_id not in self._allocations:
-            self._since_sample = self._since_sample + resources
+            self._since_sample[vm_id] = resources
         self._allocations[vm_id] = resources
 
     def _report(self) -> CapacityReport:

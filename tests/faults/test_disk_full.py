@@ -27,6 +27,7 @@ from .invariants import check_world, listing, settle, state_files
 # Room for two VMs of 1 GiB storage each (the resource tracker books against the
 # filesystem's size; their sparse disks use a few MB), filled in a second or two.
 SIZE_MB = 2100
+READING = 1  # seconds between the node's host-load readings
 
 
 @contextlib.contextmanager
@@ -49,7 +50,12 @@ async def node(tmp_path: Path, test_guest: GuestImage) -> AsyncIterator[NodeProc
             port=free_port(),
             ports=free_block(4),
             guest_cache=test_guest.kernel.parent.parent,
-            extra_env=(("GOLEM_PROVIDER_MIN_STORAGE_GB", "1"),),
+            extra_env=(
+                ("GOLEM_PROVIDER_MIN_STORAGE_GB", "1"),
+                # The storage threshold follows host readings: a full disk keeps the offer
+                # at zero until the first reading after space is back.
+                ("GOLEM_PROVIDER_RESOURCE_MONITOR_INTERVAL_SECONDS", str(READING)),
+            ),
         )
         async with running(process):
             yield process
@@ -100,6 +106,7 @@ async def test_a_full_data_directory_refuses_clearly_and_recovers(
         finally:
             filler.unlink()
 
+        await trio.sleep(2 * READING)  # a reading of the disk with space again
         again = await client.post(f"{node.url}/vms", json={**body, "name": "after"})
         assert again.status_code == 200, again.text
         stopped = await client.post(f"{node.url}/vms/{vm['id']}/stop")

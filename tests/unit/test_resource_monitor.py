@@ -201,6 +201,18 @@ async def test_a_burst_between_two_readings_cannot_pass_the_threshold(
         await books.call(Reserve("vm-2", gb(1, 2, 10)))
 
 
+async def test_a_reservation_released_before_the_next_reading_frees_its_room(
+    autojump_clock: object,
+) -> None:
+    # A create refused or failed after its reservation (a registry it could not write)
+    # gives its room back at once, not at the next reading.
+    host = FakeHost(now=load(memory_gb=10.6))  # 3 GiB left below 85 %
+    async with hosted(tracker(host), "resource_tracker") as books:
+        await books.call(Reserve("vm-1", gb(1, 2, 10)))
+        await books.cast(Release("vm-1"))
+        await books.call(Reserve("vm-2", gb(1, 2, 10)))  # no reading in between
+
+
 async def test_max_vms_and_the_reserve_hold_whatever_the_load(autojump_clock: object) -> None:
     host = FakeHost()
     async with hosted(tracker(host), "resource_tracker") as books:
