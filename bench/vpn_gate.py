@@ -13,10 +13,12 @@ with one test guest (1 vCPU, TCG) in one network; each round moves `mb` megabyte
   ProxyCommand: the gate path plus dropbear's encryption, so the same work in the guest
   as the relay path;
 - ssh via relay (baseline): the same command to the VM's SSH port on the host.
-Every byte is counted and checked to be zero. Medians of `rounds` rounds, MB/s, and
-the ratios to the relay. The TCG guest is the bottleneck on every path (dropbear's
-ciphers and the guest's TCP stack run emulated): read the ratios, not the absolutes;
-yagna publishes 13-37 MB/s provider to provider on real hardware.
+Every byte is counted and checked to be zero. Medians of `rounds` rounds, MB/s, the
+ratios to the relay, and the CPU each case kept busy (the node process, the guest's
+QEMU, as CPU seconds per wall second) to show where the bottleneck is. The TCG guest
+is (its one vCPU's emulation: dropbear's ciphers, the guest's TCP stack and NIC):
+read the ratios, not the absolutes; yagna publishes 13-37 MB/s provider to provider
+on real hardware.
 `python -m bench vpn_gate --mb=5 --rounds=1`; `GOLEM_BENCH_VPN_VMS=0` skips it.
 """
 
@@ -29,12 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
+import psutil
 import trio
 import trio_websocket
 
@@ -151,7 +153,7 @@ async def _through_gate(guest: Guest, size: int) -> tuple[int, float]:
     raise RuntimeError("gate: the guest's listener never answered")
 
 
-TRANSFERS: dict[str, Callable[[Guest, int], Any]] = {
+TRANSFERS: dict[str, Callable[[Guest, int], Awaitable[tuple[int, float]]]] = {
     "gate": _through_gate,
     "ssh via gate": _ssh_through_gate,
     "ssh via relay": _through_relay,
@@ -217,8 +219,33 @@ async def _guest_in_network(api: str, token: str, key: Path, public: str) -> Gue
             await trio.sleep(0.5)
 
 
-async def measure(mb: float = 20, rounds: int = 3) -> dict[str, list[float]]:
-    """MB/s of each case per round (raises if any transfer loses or alters a byte)."""
+@dataclass(frozen=True)
+class Samples:
+    size: int  # bytes each transfer was to move
+    mbps: dict[str, list[float]]  # per case, per round
+    moved: dict[str, list[int]]  # bytes that arrived, all zeros (else `measure` raised)
+    node_cpu: dict[str, list[float]]  # the node process's CPU seconds / wall seconds
+    guest_cpu: dict[str, list[float]]  # the guest's QEMU's, likewise (1.0: its vCPU is full)
+
+
+def _per_case() -> dict[str, list[float]]:
+    return {case: [] for case in CASES}
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _guest_qemu(work: Path) -> psutil.Process:
+    for process in processes_mentioning(str(work)):
+        if "qemu-system" in " ".join(process.cmdline()):
+            return process
+    raise RuntimeError("vpn gate: the guest's QEMU is not running")
+
+
+async def measure(mb: float = 20, rounds: int = 3) -> Samples:
+    """Each case's MB/s and bytes moved per round (raises if a byte arrives altered)."""
     size = int(mb * 10**6)
     await build_test_guest(guest_cache_dir())
     private, public = await trio.to_thread.run_sync(generate_ssh_keypair, "bench")
@@ -231,18 +258,22 @@ async def measure(mb: float = 20, rounds: int = 3) -> dict[str, list[float]]:
     (data / "guest").symlink_to(guest_cache_dir().absolute(), target_is_directory=True)
     env = _node_env(data, free_port_block(2))
     port = free_port()
-    samples: dict[str, list[float]] = {case: [] for case in CASES}
+    samples = Samples(size, _per_case(), {case: [] for case in CASES}, _per_case(), _per_case())
     try:
         await _cli(data, env, "start", "--daemon", "--host", "127.0.0.1", "--port", str(port))
         token = (data / "operator.token").read_text().strip()
         guest = await _guest_in_network(f"http://127.0.0.1:{port}", token, key, public)
+        node = psutil.Process(int((data / "provider.pid").read_text()))
+        qemu = await trio.to_thread.run_sync(_guest_qemu, work)
         for _ in range(rounds):
             for case, transfer in TRANSFERS.items():
+                node_before, qemu_before = _cpu_seconds(node), _cpu_seconds(qemu)
                 with trio.fail_after(BOUND):
                     moved, seconds = await transfer(guest, size)
-                if moved != size:
-                    raise RuntimeError(f"{case}: {moved} bytes arrived, not {size}")
-                samples[case].append(size / 1e6 / seconds)
+                samples.moved[case].append(moved)
+                samples.mbps[case].append(moved / 1e6 / seconds)
+                samples.node_cpu[case].append((_cpu_seconds(node) - node_before) / seconds)
+                samples.guest_cpu[case].append((_cpu_seconds(qemu) - qemu_before) / seconds)
     finally:
         if (data / "provider.pid").exists():
             await _cli(data, env, "stop")
@@ -260,11 +291,19 @@ async def run(mb: float = 20, rounds: int = 3) -> dict[str, float]:
         print(f"vpn gate: missing {', '.join(missing)} (run .ci/install-guest-deps.sh)")
         return {}
     samples = await measure(mb, rounds)
-    medians = {case: statistics.median(values) for case, values in samples.items()}
+    for case, moved in samples.moved.items():
+        if any(count != samples.size for count in moved):
+            raise RuntimeError(f"{case}: {moved} bytes arrived, not {samples.size} each")
+    medians = {case: statistics.median(values) for case, values in samples.mbps.items()}
     print(f"vpn gate: {rounds} rounds of {mb} MB from one guest (1 vCPU, TCG) to the host")
     for case, value in medians.items():
-        shown = ", ".join(f"{v:.2f}" for v in samples[case])
-        print(f"  {case:<14} {value:8.2f} MB/s   ({shown})")
+        shown = ", ".join(f"{v:.2f}" for v in samples.mbps[case])
+        node = statistics.median(samples.node_cpu[case]) * 100
+        guest = statistics.median(samples.guest_cpu[case]) * 100
+        print(
+            f"  {case:<14} {value:8.2f} MB/s   ({shown})"
+            f"   CPU: node {node:3.0f} %, guest QEMU {guest:3.0f} %"
+        )
     relay = medians["ssh via relay"]
     gate_ratio = medians["gate"] / relay
     ssh_ratio = medians["ssh via gate"] / relay
