@@ -33,6 +33,7 @@ from . import (
     relay,
     soak,
     vpn,
+    vpn_gate,
 )
 
 Bench = Callable[[], Awaitable[dict[str, float]]]
@@ -46,6 +47,7 @@ BENCHES: dict[str, Bench] = {
     "advert": advert.run,
     "discovery": discovery.run,
     "vpn": vpn.run,
+    "vpn_gate": vpn_gate.run,
     "netns": netns.run,
     "images": images.run,
     "cycles": cycles.run,

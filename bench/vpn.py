@@ -15,6 +15,7 @@ says what the rules cost over a bare switch; sockets and the event loop are not 
 of it. Then `vpn_fabric`: the router actor itself between two socketpair ports, against
 a bare relay; and `vpn_vms`: TCP between two real guests through the router, against the
 same guests' user networking (skipped without QEMU, or with GOLEM_BENCH_VPN_VMS=0).
+The gate against the SSH relay is `python -m bench vpn_gate` (bench/vpn_gate.py).
 """
 
 from __future__ import annotations
