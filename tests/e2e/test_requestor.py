@@ -144,19 +144,24 @@ async def listed_by_the_requestor(
 ) -> dict[str, Any]:
     """Our node's row in `golem vm providers --json`, once its advert is up and shows
     what the node offers now (the offer moves with the host's load)."""
+    seen: list[object] = []  # what the last look found, for the failure's message
     async with httpx.AsyncClient(timeout=30) as client:
-        with trio.fail_after(60):
+        with trio.move_on_after(60):
             while True:
                 advert = await client.get(f"{discovery}{ADVERTS}/{provider_id(node)}")
+                seen = [advert.status_code, advert.text[:300]]
                 if advert.status_code == 200:
                     result = await golem(command, env, "vm", "providers", "--json")
                     assert result.returncode == 0, result.stderr.decode()
                     rows = json.loads(result.stdout)["providers"]
                     ours = [row for row in rows if row["provider_id"] == provider_id(node)]
-                    if ours and close_to(ours[0]["resources"], await offered(client, node)):
+                    offer = await offered(client, node)
+                    seen = [rows, offer]
+                    if ours and close_to(ours[0]["resources"], offer):
                         row: dict[str, Any] = ours[0]
                         return row
                 await trio.sleep(0.5)
+    raise AssertionError(f"the requestor never listed the node's offer: {seen}")
 
 
 async def test_the_requestor_lists_our_node_from_our_discovery_service_and_upstreams(
