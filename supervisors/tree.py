@@ -184,6 +184,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
                 storage=settings.storage_threshold,
             ),
             sample_interval=settings.resource_monitor_interval_seconds,
+            cpu_overcommit=settings.cpu_overcommit,
         )
 
     def pricing() -> Pricing:

@@ -438,6 +438,7 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
             free=resources_body(report.free),
             vms=report.vms,
             max_vms=report.max_vms,
+            cpu_overcommit=report.cpu_overcommit,
             load=_load_info(report),
             limited=list(report.limited),
         )

@@ -144,6 +144,7 @@ class CapacityInfo(msgspec.Struct, frozen=True, kw_only=True):
     free: Amounts  # what the node offers now: the books and the thresholds
     vms: int
     max_vms: int
+    cpu_overcommit: float = 1.0  # VM cores sold per host core: sellable cores follow it
     load: HostLoadInfo | None = None  # None: the host's usage is not watched
     limited: list[str] = msgspec.field(default_factory=list)  # a threshold holds, and why
 

@@ -6,7 +6,10 @@ Theory of operation:
   reserved again under its id replaces its entry, so each VM is counted exactly once.
   The host totals are measured once at start (psutil, in a worker thread): CPUs, total
   memory and the size of the data directory's filesystem, never what is *available*
-  (that would count the running VMs twice: once in use, once allocated).
+  (that would count the running VMs twice: once in use, once allocated). CPU may be
+  overcommitted (`cpu_overcommit`, CPU_OVERCOMMIT): the books then count floor(cores x
+  ratio) cores (domain/capacity.py); the CPU threshold below still stops the sale of cores
+  while the host is busier than it, whatever the books leave.
 - The resource monitor: with a `load` reader (psutil in a worker thread, see
   adapters/host_load.py), the host's live usage is read on a timer (`Sample` -> work ->
   `Sampled`), never on the loop, and turned into threshold
@@ -93,11 +96,13 @@ class ResourceTracker(Actor[ResourceMsg]):
         load: Callable[[], Awaitable[HostLoad]] | None = None,
         thresholds: Thresholds | None = None,
         sample_interval: float = 10.0,
+        cpu_overcommit: float = 1.0,
     ) -> None:
         super().__init__()
         self._storage_path = storage_path
         self._reserve = reserve
         self._max_vms = max_vms
+        self._cpu_overcommit = cpu_overcommit
         self._total = total
         self._allocations: dict[str, Resources] = {}
         self._watcher = watcher
@@ -113,7 +118,12 @@ class ResourceTracker(Actor[ResourceMsg]):
     @property
     def capacity(self) -> Capacity:
         assert self._total is not None
-        return Capacity(total=self._total, reserve=self._reserve, max_vms=self._max_vms)
+        return Capacity(
+            total=self._total,
+            reserve=self._reserve,
+            max_vms=self._max_vms,
+            cpu_overcommit=self._cpu_overcommit,
+        )
 
     async def on_start(self) -> None:
         if self._total is None:
@@ -131,6 +141,7 @@ class ResourceTracker(Actor[ResourceMsg]):
             reserve=self._reserve,
             sellable=self.capacity.sellable,
             max_vms=self._max_vms,
+            cpu_overcommit=self._cpu_overcommit,
             thresholds=self._thresholds if self._load_reader is not None else None,
         )
         self._announced = self._offer_key()
@@ -252,6 +263,7 @@ class ResourceTracker(Actor[ResourceMsg]):
             free=offer(self.capacity, allocated, bounds),
             vms=len(self._allocations),
             max_vms=self._max_vms,
+            cpu_overcommit=self._cpu_overcommit,
             load=self._load,
             thresholds=self._thresholds if self._load_reader is not None else None,
             limited=limited_by(self.capacity, allocated, bounds),

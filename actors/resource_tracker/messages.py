@@ -42,6 +42,7 @@ class CapacityReport(msgspec.Struct, frozen=True, kw_only=True):
     free: Resources
     vms: int
     max_vms: int
+    cpu_overcommit: float = 1.0  # VM cores sold per host core (sellable follows it)
     # The host's load at the last sample and the thresholds (None: not monitored), and
     # each axis a threshold holds below what allocations leave, with why.
     load: HostLoad | None = None

@@ -1,13 +1,18 @@
 """Capacity: what the host can still sell, and why a request does not fit.
 
 Sellable = host totals - the operator's reserve; what allocations leave free is sellable
-minus what the VMs hold. When the host's live load is known, each axis is also bounded by
-its threshold (host_load.py): the offer is the lesser of the two. A request fits when it
+minus what the VMs hold. CPU may be overcommitted: a VM's cores are shares of the host's
+time, so with a ratio r the books count floor(host cores x r) cores before the reserve
+(the reserve is whole host cores, taken off after the ratio). Memory and storage never
+are. When the host's live load is known, each axis is also bounded by its threshold
+(host_load.py): the offer is the lesser of the two. A request fits when it
 stays within the offer on every axis and the VM count stays within `max_vms`. The refusal
 names each missing amount and which limit it met: the allocations or a threshold.
 """
 
 from __future__ import annotations
+
+import math
 
 import msgspec
 
@@ -21,12 +26,19 @@ class Capacity(msgspec.Struct, frozen=True, kw_only=True):
     total: Resources  # the host's
     reserve: Resources  # kept for the host itself
     max_vms: int
+    cpu_overcommit: float = 1.0  # VM cores per host core (>= 1, finite: the settings check)
+
+    @property
+    def cpu_books(self) -> int:
+        """The cores the books count: floor(host cores x ratio), before the reserve."""
+        # The epsilon keeps a product such as 100 x 1.15 = 114.99999999999999 at 115.
+        return math.floor(self.total.cpus * self.cpu_overcommit + 1e-9)
 
     @property
     def sellable(self) -> Resources:
         left = self.total - self.reserve
         return Resources(
-            cpus=max(left.cpus, 0),
+            cpus=max(self.cpu_books - self.reserve.cpus, 0),
             memory_mib=max(left.memory_mib, 0),
             storage_gib=max(left.storage_gib, 0),
         )

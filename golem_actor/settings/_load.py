@@ -13,6 +13,7 @@ last and name the variable that set the offending field.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -141,6 +142,11 @@ def _check_consistency(settings: Settings, origins: Mapping[str, Raw]) -> None:
         raise SettingsError(
             *where("port"),
             f"the API port {settings.port} is inside the SSH port range {start}-{end - 1}",
+        )
+    if not math.isfinite(settings.cpu_overcommit):
+        raise SettingsError(
+            *where("cpu_overcommit"),
+            f"expected a finite ratio of at least 1.0, e.g. 2.0, got {settings.cpu_overcommit}",
         )
     if settings.public_ip != "auto":
         try:

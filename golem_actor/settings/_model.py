@@ -29,6 +29,10 @@ NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 Percent = Annotated[
     float, msgspec.Meta(gt=0, le=100, extra={"expected": "a percentage above 0, at most 100"})
 ]
+# A finite ratio >= 1 (the loader refuses inf; msgspec refuses nan through the bound).
+Ratio = Annotated[
+    float, msgspec.Meta(ge=1.0, extra={"expected": "a finite ratio of at least 1.0, e.g. 2.0"})
+]
 Address = Annotated[
     str,
     msgspec.Meta(
@@ -133,6 +137,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     min_storage_gb: PositiveInt = 10
     launch_timeout_seconds: PositiveFloat = 300.0
     reserve_cpu_cores: NonNegativeInt = 0
+    # VM cores sold per host core: floor(cores x ratio) - the reserve are for sale (1: none).
+    cpu_overcommit: Ratio = 1.0
     reserve_memory_gb: NonNegativeInt = 1
     reserve_storage_gb: NonNegativeInt = 10
     # Host usage (percent) above which the node offers and accepts less (100: at full).

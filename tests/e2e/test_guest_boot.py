@@ -1,8 +1,9 @@
 """Boot the tiny test guest under QEMU with a NoCloud seed, as the node will boot VMs.
 
 Checks the whole provisioning contract: the seed's keys reach ``root`` and ``ubuntu``,
-its hostname is applied, ``-smp``/``-m`` are what the guest sees, and an ACPI power-down
-through QMP makes QEMU exit. Everything listens on 127.0.0.1 only.
+its hostname is applied, ``-smp``/``-m`` are what the guest sees, the tools the tests rely
+on are there (busybox ``nc`` for TCP, ``nc.openbsd`` for UDP: busybox's has no ``-u``), and
+an ACPI power-down through QMP makes QEMU exit. Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -161,6 +162,19 @@ async def test_guest_boots_honours_seed_and_powers_off(
         assert out.splitlines() == ["ubuntu", "/home/ubuntu", str(CPUS), hostname]
         out = await ssh(key, port, "ubuntu", "stat -c '%a %U' ~ ~/.ssh ~/.ssh/authorized_keys")
         assert out.splitlines() == ["755 ubuntu", "700 ubuntu", "600 ubuntu"]
+        # UDP over loopback through nc.openbsd (its libraries load), and busybox's nc stays nc
+        out = await ssh(
+            key,
+            port,
+            "root",
+            "(nc.openbsd -u -l -n -d -W 1 127.0.0.1 7000 > /tmp/udp &);"
+            " for i in 1 2 3 4 5; do echo udp-loop | nc.openbsd -u -n -w 1 -q 0 127.0.0.1 7000;"
+            " grep -q udp-loop /tmp/udp && break; sleep 0.2; done; cat /tmp/udp;"
+            " nc --help 2>&1 | head -n 1",
+        )
+        udp, nc = out.splitlines()
+        assert udp == "udp-loop", out
+        assert nc.startswith("BusyBox"), out
 
         qmp = await Qmp.connect(spec.qmp_socket)
         powerdown_at = trio.current_time()

@@ -1,7 +1,9 @@
 """Capacity that tells the truth: the host's live load (a fake psutil source, virtual time)
 shrinks what resource_tracker offers and accepts above the thresholds, the refusal says
 which resource and why, the limits of the books still hold, each VM counts once, and the
-advert follows a load change within one debounce period (down to its withdrawal)."""
+advert follows a load change within one debounce period (down to its withdrawal). With
+CPU_OVERCOMMIT the books sell floor(cores x ratio) cores less the reserve, the advert
+follows, and the CPU threshold still stops the sale of cores on a busy host."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from payments_fakes import hosted
 from test_advertiser import IDENTITY, MINIMUMS, FakePoster, prices
 
 from actors.advertiser import Advertiser, AdvertiserMsg, GetAdvertState
+from actors.advertiser.advert import make_advert
 from actors.pricing import GetPrices
 from actors.resource_tracker import (
     CapacityChanged,
@@ -26,6 +29,7 @@ from actors.resource_tracker import (
     ResourceTracker,
 )
 from golem_actor.adapters.host_load import HostLoadUnreadable, PsutilHostLoad
+from golem_actor.discovery.schemas import AdvertBody
 from golem_actor.domain.capacity import Capacity, shortfall
 from golem_actor.domain.host_load import HostLoad, Thresholds, threshold_bounds
 from golem_actor.domain.pricing import PriceInfo
@@ -341,3 +345,119 @@ def test_thresholds_are_settings_under_upstreams_names(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="GOLEM_PROVIDER_CPU_THRESHOLD") as info:
         load_settings(env={"HOME": str(tmp_path), "GOLEM_PROVIDER_CPU_THRESHOLD": "120"})
     assert "at most 100" in str(info.value)
+
+
+# -- CPU overcommit ------------------------------------------------------------------------
+
+
+def test_overcommit_sells_floor_of_cores_times_the_ratio_less_the_reserve() -> None:
+    two = gb(2, 4, 40)
+    assert Capacity(total=two, reserve=ZERO, max_vms=10).sellable == two  # 1.0: as before
+    assert Capacity(total=two, reserve=ZERO, max_vms=10, cpu_overcommit=2.0).sellable == gb(
+        4, 4, 40
+    )  # memory and storage are never overcommitted
+    assert (
+        Capacity(total=gb(3, 4, 40), reserve=ZERO, max_vms=10, cpu_overcommit=1.5).sellable.cpus
+        == 4
+    )
+    # the reserve is host cores, taken off after the ratio
+    assert (
+        Capacity(total=two, reserve=gb(1, 0, 0), max_vms=10, cpu_overcommit=2.0).sellable.cpus == 3
+    )
+    assert (
+        Capacity(total=two, reserve=gb(5, 0, 0), max_vms=10, cpu_overcommit=2.0).sellable.cpus == 0
+    )
+    # 100 x 1.15 is 114.99999999999999 in floating point: still 115 cores
+    assert (
+        Capacity(total=gb(100, 4, 40), reserve=ZERO, max_vms=10, cpu_overcommit=1.15).sellable.cpus
+        == 115
+    )
+
+
+def overcommitted(host: FakeHost, ratio: float, *, reserve: Resources = ZERO) -> ResourceTracker:
+    return ResourceTracker(
+        storage_path=Path("/nonexistent"),
+        reserve=reserve,
+        max_vms=10,
+        total=gb(2, 16, 200),
+        load=host,
+        thresholds=Thresholds(cpu=90, memory=85, storage=90),
+        sample_interval=SAMPLE,
+        cpu_overcommit=ratio,
+    )
+
+
+async def test_a_two_core_host_at_2_0_admits_four_one_core_vms_and_refuses_a_fifth(
+    autojump_clock: object,
+) -> None:
+    small = Resources(cpus=1, memory_mib=512, storage_gib=10)
+    async with hosted(overcommitted(FakeHost(), 2.0), "resource_tracker") as books:
+        report = await capacity_of(books)
+        assert (report.total.cpus, report.sellable.cpus, report.free.cpus) == (2, 4, 4)
+        assert report.cpu_overcommit == 2.0
+        for n in range(4):
+            await books.call(Reserve(f"vm-{n}", small))
+        assert (await capacity_of(books)).free.cpus == 0
+        with pytest.raises(
+            InsufficientResources,
+            match=r"CPU cores: requested 1, available 0 \(allocation: 4 of 4 sellable",
+        ):
+            await books.call(Reserve("vm-4", small))
+        await books.cast(Release("vm-0"))
+        await books.call(Reserve("vm-4", small))
+    # without overcommit the same host takes two
+    async with hosted(overcommitted(FakeHost(), 1.0), "resource_tracker") as books:
+        await books.call(Reserve("vm-0", small))
+        await books.call(Reserve("vm-1", small))
+        with pytest.raises(InsufficientResources, match="allocation: 2 of 2 sellable"):
+            await books.call(Reserve("vm-2", small))
+    # a reserved core comes off the overcommitted books: 2 x 2.0 - 1 = 3
+    reserved = overcommitted(
+        FakeHost(), 2.0, reserve=Resources(cpus=1, memory_mib=0, storage_gib=0)
+    )
+    async with hosted(reserved, "resource_tracker") as books:
+        assert (await capacity_of(books)).free.cpus == 3
+
+
+async def test_the_cpu_threshold_still_stops_overcommitted_sales(autojump_clock: object) -> None:
+    host = FakeHost()
+    small = Resources(cpus=1, memory_mib=512, storage_gib=10)
+    async with hosted(overcommitted(host, 2.0), "resource_tracker") as books:
+        await books.call(Reserve("vm-0", small))
+        host.now = load(cpu=97.0)  # the guests keep the host busy
+        await trio.sleep(SAMPLE + 0.1)
+        report = await capacity_of(books)
+        assert report.free.cpus == 0
+        assert report.limited[0] == "CPU cores: host CPU at 97 %, above the 90 % threshold"
+        with pytest.raises(InsufficientResources, match="threshold: host CPU at 97 %"):
+            await books.call(Reserve("vm-1", small))
+        host.now = load()
+        await trio.sleep(SAMPLE + 0.1)
+        assert (await capacity_of(books)).free.cpus == 3
+
+
+async def test_the_advert_offers_the_overcommitted_cores(autojump_clock: object) -> None:
+    async with hosted(overcommitted(FakeHost(), 2.0), "resource_tracker") as books:
+        await books.call(Reserve("vm-0", Resources(cpus=1, memory_mib=512, storage_gib=10)))
+        made = make_advert(
+            identity=IDENTITY,
+            capacity=await capacity_of(books),
+            prices=prices(),
+            ip="192.0.2.1",
+            minimums=MINIMUMS,
+            now=1.0,
+        )
+    assert isinstance(made, AdvertBody)
+    assert made.resources.cpu == 3  # 2 cores x 2.0, one sold
+
+
+def test_cpu_overcommit_is_a_setting_refused_below_one_or_not_finite(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    assert load_settings(env=home).cpu_overcommit == 1.0
+    env = {**home, "GOLEM_PROVIDER_CPU_OVERCOMMIT": "2.5"}
+    assert load_settings(env=env).cpu_overcommit == 2.5
+    for bad in ("0.5", "0", "-2", "nan", "inf", "Infinity", "two"):
+        env = {**home, "GOLEM_PROVIDER_CPU_OVERCOMMIT": bad}
+        with pytest.raises(SettingsError, match="GOLEM_PROVIDER_CPU_OVERCOMMIT") as info:
+            load_settings(env=env)
+        assert "a finite ratio of at least 1.0" in str(info.value), bad

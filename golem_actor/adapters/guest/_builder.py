@@ -77,6 +77,7 @@ def builder_version() -> str:
         _kernel.BOOT_MODULES,
         _kernel.ON_DEMAND_MODULES,
         _rootfs.DROPBEAR_LIBS,
+        _rootfs.NETCAT_LIBS,
         (APPEND,),
     ):
         digest.update("\0".join(part).encode() + b"\1")

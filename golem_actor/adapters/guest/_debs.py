@@ -34,6 +34,10 @@ USERLAND_PACKAGES = (
     "libtommath1",
     "zlib1g",
     "libgmp10",
+    # nc.openbsd: busybox's nc (Debian's build) has no UDP mode, the VPN tests need one
+    "netcat-openbsd",
+    "libbsd0",
+    "libmd0",
 )
 
 

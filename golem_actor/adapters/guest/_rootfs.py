@@ -9,6 +9,9 @@ under TCG than a gzip one):
 
 * ``/bin/busybox`` (static) and a symlink per applet from ``busybox --list-full``;
 * dropbear + dropbearkey and the shared libraries they load (glibc and friends);
+* ``/usr/bin/nc.openbsd`` (netcat-openbsd) and the libraries it loads besides glibc's:
+  busybox's ``nc`` stays ``nc`` (TCP), but Debian builds it without ``-u``, so UDP in a
+  test guest goes through ``nc.openbsd -u``;
 * the kernel modules of the :class:`ModulePlan` with ``modules.dep``/``modules.alias``;
 * our scripts (package data in ``files/``): ``/init``, ``/etc/inittab``, ``/etc/rc``, the
   acpid power-button handler, the udhcpc hooks (user networking, the VPN NIC) and the
@@ -46,6 +49,8 @@ DROPBEAR_LIBS = (
     "libz.so.1",
     "libgmp.so.10",
 )
+# nc.openbsd's libraries beyond DROPBEAR_LIBS (libresolv comes with libc6).
+NETCAT_LIBS = ("libbsd.so.0", "libmd.so.0", "libresolv.so.2")
 _BASE_DIRS = {
     "bin": 0o755, "sbin": 0o755, "usr": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755,
     "etc": 0o755, "etc/dropbear": 0o700, "etc/acpi": 0o755, "etc/acpi/PWRF": 0o755,
@@ -119,7 +124,8 @@ def write_initramfs(
             cpio.symlink(rel, target)
         cpio.file("usr/sbin/dropbear", (root / "usr/sbin/dropbear").read_bytes(), mode=0o755)
         cpio.file("usr/bin/dropbearkey", (root / "usr/bin/dropbearkey").read_bytes(), mode=0o755)
-        for lib in DROPBEAR_LIBS:
+        cpio.file("usr/bin/nc.openbsd", (root / "bin/nc.openbsd").read_bytes(), mode=0o755)
+        for lib in (*DROPBEAR_LIBS, *NETCAT_LIBS):
             cpio.file(f"{LIBDIR}/{lib}", _find_lib(root, lib).read_bytes(), mode=0o755)
         cpio.symlink("lib64/ld-linux-x86-64.so.2", f"/{LIBDIR}/ld-linux-x86-64.so.2")
 
