@@ -63,7 +63,7 @@ from golem_actor.state_store import CorruptStateError, StateStore
 from .fabric import Fabric, Member, member_id
 from .kept import KeptPort, KeptPorts
 from .link_control import LinkRouting
-from .link_messages import GetLinkSecret
+from .link_messages import GetLinkHosting, GetLinkPeer
 from .links import Dialer
 from .messages import (
     AddAddress,
@@ -254,8 +254,10 @@ class VpnRouter(LinkRouting):
                 return None
             case GetVpnStats():
                 return self._stats()
-            case GetLinkSecret():
-                return self.link_secret(request)
+            case GetLinkPeer(network_id=network_id):
+                return self.link_peer(network_id)
+            case GetLinkHosting(network_id=network_id):
+                return self.link_hosting(network_id)
         return await super().handle_call(request)
 
     async def _create(

@@ -15,11 +15,13 @@ from golem_actor.domain.vpn.networks import Attachment, VpnNetwork
 from golem_actor.kernel import ActorError, Call
 
 from .link_messages import (
-    GetLinkSecret,
+    GetLinkHosting,
+    GetLinkPeer,
     LinkConnected,
     LinkDropped,
     LinkFailed,
     LinkFrames,
+    LinkHosted,
     LinkRetry,
 )
 from .ports import NicPort
@@ -188,9 +190,11 @@ VpnMsg = (
     | NicsOpened
     # links to other nodes (link_messages.py)
     | LinkFrames
-    | GetLinkSecret
+    | GetLinkPeer
+    | GetLinkHosting
     | LinkConnected
     | LinkFailed
     | LinkDropped
     | LinkRetry
+    | LinkHosted
 )
