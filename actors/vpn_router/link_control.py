@@ -195,9 +195,8 @@ class LinkRouting(Actor[VpnMsg]):
                 kind = PortKind.REMOTE if up else PortKind.UNLOCATED
                 address = IPv4Address(node.ip)
                 mac = nic_mac(node.node_id)
-                members.append(
-                    Member(endpoint, network.id, address, mac, kind, endpoint if up else None)
-                )
+                link = endpoint if up else None
+                members.append(Member(endpoint, network.id, address, mac, kind, link, node.node_id))
         return members
 
     def _remote(self, member_id: str) -> bool:

@@ -257,3 +257,47 @@ async def test_a_peer_that_says_nothing_leaves_hosting_unknown(tmp_path: Path) -
             link = next(iter((await vpn.call(GetVpnStats())).links.values()))
             assert link["up"] == 1
             assert link["unhosted"] == ""
+
+
+async def test_every_vm_of_the_peer_node_is_reached_over_its_one_link(tmp_path: Path) -> None:
+    peer = Peer()
+    others = {REMOTE_VM: "10.9.0.3", "vm-remote-two": "10.9.0.4"}
+    with trio.fail_after(30):
+        async with router(tmp_path, peer) as vpn:
+            net = await vpn.call(CreateNetwork(caller=ALICE, ip="10.9.0.0/24", link_secret=SECRET))
+            local, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            local.setblocking(False)
+            await vpn.call(
+                AttachPort(endpoint="here", fd=theirs.detach(), network_id=net.id, ip="10.9.0.2")
+            )
+            for node_id, address in others.items():
+                await vpn.call(
+                    AddNode(
+                        caller=ALICE,
+                        network_id=net.id,
+                        node_id=node_id,
+                        ip=address,
+                        vm=False,
+                        location=LOCATION,
+                    )
+                )
+            stats = await vpn.call(GetVpnStats())
+            assert len(stats.links) == 1  # one peer node, one link
+            await peer.connected.wait()
+            frames = {
+                node_id: udp_frame(ip("10.9.0.2"), ip(address), b"hi", dst_mac=nic_mac(node_id))
+                for node_id, address in others.items()
+            }
+
+            async def both_arrived() -> bool:
+                return set(peer.received) == set(frames.values())
+
+            for frame in frames.values():
+                local.send(frame)
+            await until(both_arrived, "frames to both remote VMs went over the link")
+            for node_id, address in others.items():  # and each one's frames come back in
+                back = udp_frame(
+                    ip(address), ip("10.9.0.2"), node_id.encode(), src_mac=nic_mac(node_id)
+                )
+                await vpn.cast(LinkFrames(net.id, wire.encode_batches([back])[0]))
+                assert await receive(local) == back
