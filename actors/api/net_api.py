@@ -70,6 +70,7 @@ class NewNetworkBody(msgspec.Struct, frozen=True):
     mask: str | None = None
     gateway: str | None = None  # a client-sent `id` is ignored, as in yagna
     linkSecret: str | None = None  # extension (net_links.py): the secret of its links
+    mtu: int | None = None  # extension: the guests' MTU in this network (576 to 9000)
 
 
 class AddressBody(msgspec.Struct, frozen=True):
@@ -230,6 +231,7 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
                 mask=body.mask,
                 gateway=body.gateway,
                 link_secret=body.linkSecret,
+                mtu=body.mtu,
             )
         )
         return _json(network_reply(network))

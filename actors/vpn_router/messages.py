@@ -35,6 +35,7 @@ class CreateNetwork(Call[VpnNetwork], frozen=True, kw_only=True):
     mask: str | None = None
     gateway: str | None = None
     link_secret: str | None = None  # extension: the secret of links to other nodes
+    mtu: int | None = None  # extension: the guests' MTU (None: Golem's 1220)
 
 
 class ListNetworks(Call[list[VpnNetwork]], frozen=True):

@@ -113,8 +113,10 @@ async def test_guests_talk_by_virtual_ip_inside_their_network_only(
         one = (
             await client.post(f"{base(node)}{NET}", json={"ip": "10.20.0.0/24"}, headers=auth)
         ).json()
-        two = (
-            await client.post(f"{base(node)}{NET}", json={"ip": "10.20.0.0/24"}, headers=auth)
+        two = (  # with jumbo frames (an extension): its guests take MTU 9000 by DHCP
+            await client.post(
+                f"{base(node)}{NET}", json={"ip": "10.20.0.0/24", "mtu": 9000}, headers=auth
+            )
         ).json()
 
         async def join(network: dict[str, Any], vm: dict[str, Any], ip: str) -> None:
@@ -144,6 +146,11 @@ async def test_guests_talk_by_virtual_ip_inside_their_network_only(
         # by DHCP within seconds, and the two networks do not see each other
         await join(two, b, "10.20.0.3")
         await wait_address(key, b, "10.20.0.3")
+        code, mtu = await run(key, b, "cat /sys/class/net/eth1/mtu")
+        assert mtu.strip() == "9000"
+        assert await pings(key, b, "10.20.0.1")  # jumbo frames through the router:
+        code, out = await run(key, b, "ping -c 1 -W 2 -s 8000 10.20.0.1")
+        assert code == 0, out
         assert not await pings(key, a, "10.20.0.3", count=1)
         assert not await pings(key, b, "10.20.0.2", count=1)
 
