@@ -100,7 +100,7 @@ __all__ = [
 DEFAULT_MTU = 1220
 # The largest MTU a network may ask for (an extension of POST /net): jumbo frames. The
 # VPN NIC offers it (QEMU's host_mtu) and each network's DHCP lease sets the guest's
-# MTU. TCG guests pay per packet, so bulk TCP between VMs runs ~1.9x faster at 9000
+# MTU. TCG guests pay per packet, so bulk TCP between VMs runs ~2x faster at 9000
 # (bench/vpn_vms.py); it stays well under a link batch (golem_actor/domain/vpn/link.py).
 MIN_MTU, MAX_MTU = 576, 9000
 DEFAULT_LEASE_SECONDS = 3600
