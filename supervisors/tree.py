@@ -113,6 +113,8 @@ def api_limits(settings: Settings) -> ApiLimits:
         keep_alive_timeout=settings.api_keep_alive_timeout_seconds,
         body_timeout=settings.api_body_timeout_seconds,
         max_header_bytes=settings.api_max_header_bytes,
+        max_pending_links=settings.api_max_pending_links,
+        max_pending_links_per_peer=settings.api_max_pending_links_per_peer,
     )
 
 

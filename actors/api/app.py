@@ -532,7 +532,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     # At the root, where Prometheus looks by default; operator only, like /admin.
     app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])
     register_net_api(app, context)
-    register_link_route(app, context)
+    register_link_route(app, context, outcomes.link_refusals)
 
     @app.before_request
     async def bind_request() -> None:

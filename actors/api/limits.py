@@ -56,6 +56,8 @@ class ApiLimits:
     body_timeout: float = 10.0  # a request body must have arrived within this
     max_header_bytes: int = 16 * 1024
     max_clients: int = 10_000  # buckets kept; the least recently seen are forgotten
+    max_pending_links: int = 64  # link route connections not yet authenticated, in all
+    max_pending_links_per_peer: int = 8  # ... from one source address
 
 
 @dataclass(frozen=True)

@@ -48,11 +48,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @dataclass
 class Outcomes:
-    """What the app saw of creates and deletes since it started (counters only grow)."""
+    """What the app saw of creates, deletes and link refusals since it started (counters
+    only grow)."""
 
     creates: Counter[str] = field(default_factory=Counter)  # by outcome
     create_failures: Counter[str] = field(default_factory=Counter)  # by reason
     deletes: Counter[str] = field(default_factory=Counter)  # by outcome
+    link_refusals: Counter[str] = field(default_factory=Counter)  # the link route's, by reason
 
     def create_failed(self, reason: str) -> None:
         self.creates["failed"] += 1
@@ -291,7 +293,14 @@ def _outcome_families(outcomes: Outcomes) -> Iterator[Metric]:
     )
     for outcome in ("deleted", "accepted", "failed"):
         deletes.add_metric([outcome], outcomes.deletes[outcome])
-    yield from (creates, failures, deletes)
+    links = CounterMetricFamily(
+        "golem_vpn_link_refused",
+        "Connections to the link route refused before or at authentication, by reason",
+        labels=["reason"],
+    )
+    for reason in ("node_busy", "peer_busy", "auth", "timeout"):
+        links.add_metric([reason], outcomes.link_refusals[reason])
+    yield from (creates, failures, deletes, links)
 
 
 def _vpn_families(stats: VpnStats) -> Iterator[Metric]:
@@ -326,13 +335,20 @@ def _link_families(stats: VpnStats) -> Iterator[Metric]:
     failures = CounterMetricFamily(
         "golem_vpn_link_dial_failures", "Dials to a peer that failed", labels=labels
     )
+    unhosted = GaugeMetricFamily(
+        "golem_vpn_link_unhosted_nodes",
+        "Nodes located at a peer that the peer says it does not host",
+        labels=labels,
+    )
     for endpoint, link in sorted(stats.links.items()):
         names = [endpoint, str(link["network_id"])]
         up.add_metric(names, int(link["up"]))
         sent.add_metric(names, int(link["frames_out"]))
         drops.add_metric(names, int(link["drops"]))
         failures.add_metric(names, int(link["failures"]))
-    yield from (up, sent, drops, failures)
+        missing = str(link.get("unhosted", ""))
+        unhosted.add_metric(names, len(missing.split(",")) if missing else 0)
+    yield from (up, sent, drops, failures, unhosted)
 
 
 def render(snapshot: Snapshot, outcomes: Outcomes) -> bytes:

@@ -46,6 +46,7 @@ from actors.vpn_router import (
     RemoveNetwork,
     RemoveNode,
 )
+from actors.vpn_router.link_messages import GetLinkHosting
 from golem_actor.domain.tenancy import VM_ID_PREFIX, Caller, token_digest
 from golem_actor.domain.vpn.networks import VpnNetwork, vms_seen_by
 from golem_actor.kernel import CallTimeout
@@ -69,6 +70,7 @@ class NewNetworkBody(msgspec.Struct, frozen=True):
     mask: str | None = None
     gateway: str | None = None  # a client-sent `id` is ignored, as in yagna
     linkSecret: str | None = None  # extension (net_links.py): the secret of its links
+    mtu: int | None = None  # extension: the guests' MTU in this network (576 to 9000)
 
 
 class AddressBody(msgspec.Struct, frozen=True):
@@ -79,6 +81,8 @@ class NodeBody(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
     ip: str
     location: str | None = None  # extension (net_links.py): another node's link URL
+    # extension, listed only: whether the node at `location` said it hosts this id
+    hosted: bool | None = None
 
 
 class NetworkReply(msgspec.Struct, frozen=True):
@@ -227,6 +231,7 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
                 mask=body.mask,
                 gateway=body.gateway,
                 link_secret=body.linkSecret,
+                mtu=body.mtu,
             )
         )
         return _json(network_reply(network))
@@ -253,7 +258,10 @@ def _routes(context: ApiContext) -> list[tuple[str, list[str], Handler]]:
 
     async def get_nodes(network_id: str) -> Response:
         network = await vpn.call(GetNetwork(caller(), network_id))
-        return _json([NodeBody(n.node_id, n.ip, n.location) for n in network.nodes])
+        hosting = await vpn.call(GetLinkHosting(network_id)) if network.link_secret else {}
+        return _json(
+            [NodeBody(n.node_id, n.ip, n.location, hosting.get(n.node_id)) for n in network.nodes]
+        )
 
     async def add_node(network_id: str) -> Response:
         who = caller()

@@ -63,7 +63,7 @@ from golem_actor.state_store import CorruptStateError, StateStore
 from .fabric import Fabric, Member, member_id
 from .kept import KeptPort, KeptPorts
 from .link_control import LinkRouting
-from .link_messages import GetLinkSecret
+from .link_messages import GetLinkHosting, GetLinkPeer
 from .links import Dialer
 from .messages import (
     AddAddress,
@@ -116,6 +116,7 @@ def _switch_network(network: VpnNetwork) -> SwitchNetwork:
         network.id,
         IPv4Network(network.network),
         IPv4Address(network.gateway),
+        mtu=network.mtu,
         lease_seconds=LEASE_SECONDS,
     )
 
@@ -207,10 +208,8 @@ class VpnRouter(LinkRouting):
 
     async def _answer(self, request: VpnMsg) -> Any:
         match request:
-            case CreateNetwork(
-                caller=caller, ip=ip, mask=mask, gateway=gateway, link_secret=secret
-            ):
-                return await self._create(caller, ip, mask, gateway, secret)
+            case CreateNetwork(caller=caller, ip=ip, mask=mask, gateway=gateway):
+                return await self._create(caller, ip, mask, gateway, request)
             case ListNetworks(caller=caller):
                 return [n for _, n in sorted(self._networks.items()) if rules.may_use(caller, n)]
             case GetNetwork(caller=caller, network_id=network_id):
@@ -254,12 +253,14 @@ class VpnRouter(LinkRouting):
                 return None
             case GetVpnStats():
                 return self._stats()
-            case GetLinkSecret():
-                return self.link_secret(request)
+            case GetLinkPeer(network_id=network_id):
+                return self.link_peer(network_id)
+            case GetLinkHosting(network_id=network_id):
+                return self.link_hosting(network_id)
         return await super().handle_call(request)
 
     async def _create(
-        self, caller: Caller, ip: str, mask: str | None, gateway: str | None, secret: str | None
+        self, caller: Caller, ip: str, mask: str | None, gateway: str | None, request: CreateNetwork
     ) -> VpnNetwork:
         owner = rules.owner_key(caller)
         if owner is None:
@@ -269,8 +270,10 @@ class VpnRouter(LinkRouting):
         while network_id in self._networks:
             network_id = self._new_id()
         network = rules.new_network(network_id, owner, ip, mask, gateway, owned=owned)
-        if secret is not None:
-            network = link_rules.with_secret(network, secret)
+        if request.link_secret is not None:
+            network = link_rules.with_secret(network, request.link_secret)
+        if request.mtu is not None:
+            network = rules.with_mtu(network, request.mtu)
         self._networks[network_id] = network
         await self._changed("vpn network created", network_id, network=network.network)
         return network

@@ -52,7 +52,9 @@ _ARP = b"\x08\x06"
 @dataclass(frozen=True, slots=True, order=True)
 class Member:
     """An endpoint in a network on an address, with its NIC's MAC. A VM on another node
-    is a member of its link's endpoint, of kind REMOTE (link up) or UNLOCATED (down)."""
+    is a member of its link's endpoint, of kind REMOTE (link up) or UNLOCATED (down);
+    one link carries every VM of that node in the network, so those members also name
+    their `node` (its id tells them apart)."""
 
     endpoint: str
     network_id: str
@@ -60,6 +62,12 @@ class Member:
     mac: bytes
     kind: PortKind = PortKind.LOCAL
     link: str | None = None
+    node: str = ""
+
+    @property
+    def id(self) -> str:
+        base = member_id(self.endpoint, self.network_id)
+        return f"{base}/{self.node}" if self.node else base
 
 
 def member_id(endpoint: str, network_id: str) -> str:
@@ -97,12 +105,7 @@ class _Endpoint:
 
 def _relocated(old: Member, new: Member) -> bool:
     """Only the kind or link differ: the port stays (with its counters), relocated."""
-    return (old.endpoint, old.network_id, old.ip, old.mac) == (
-        new.endpoint,
-        new.network_id,
-        new.ip,
-        new.mac,
-    )
+    return (old.id, old.ip, old.mac) == (new.id, new.ip, new.mac)
 
 
 class Fabric:
@@ -138,7 +141,7 @@ class Fabric:
             if network_id not in self._networks:
                 self.switch.add_network(spec)
                 self._networks[network_id] = spec
-        wanted = {member_id(m.endpoint, m.network_id): m for m in members}
+        wanted = {m.id: m for m in members}
         for mid, member in list(self._members.items()):
             new = wanted.get(mid)
             if new is not None and new != member and _relocated(member, new):

@@ -15,6 +15,12 @@ UNLOCATED (`_remote_members`), so traffic to a node that is away is dropped and 
 never queued without bound. A dial retries forever with backoff (0.5 s doubling to 10 s,
 jittered): a peer that restarts is found again without the requestor. Inbound batches
 (`LinkFrames`, cast by the API's link route) are routed at once by `deliver`.
+
+The peer says which node ids it hosts in its copy of the network (`LinkHosted`, cast by
+the link's carry work; see golem_actor/domain/vpn/link.py). A located node the peer does
+not host is reported: a warning when that set changes, `unhosted` in the link's stats,
+and `hosted: false` in the Net API's node listing (`link_hosting`). Its frames still go
+to the link (the peer drops them): the requestor may add the VM there a moment later.
 """
 
 from __future__ import annotations
@@ -36,11 +42,12 @@ from golem_actor.kernel import Actor
 
 from .fabric import Fabric, Member
 from .link_messages import (
-    GetLinkSecret,
     LinkConnected,
     LinkDropped,
     LinkFailed,
     LinkFrames,
+    LinkHosted,
+    LinkPeer,
     LinkRetry,
 )
 from .links import (
@@ -102,15 +109,60 @@ class LinkRouting(Actor[VpnMsg]):
             case LinkRetry(endpoint=endpoint):
                 if endpoint in self._links and self.work_for(("link", endpoint)) is None:
                     self._dial(endpoint)
+            case LinkHosted(endpoint=endpoint, hosted=hosted):
+                state = self._link_state.get(endpoint)
+                if state is not None and state.hosted != hosted:
+                    state.hosted = hosted
+                    self._check_hosted(endpoint)
             case _:
                 return False
         return True
 
-    def link_secret(self, request: GetLinkSecret) -> bytes | None:
-        network = self._networks.get(request.network_id)
+    def link_peer(self, network_id: str) -> LinkPeer | None:
+        network = self._networks.get(network_id)
         if network is None or network.link_secret is None:
             return None
-        return network.link_secret.encode()
+        hosted = tuple(sorted({node.node_id for node in network.nodes if node.vm}))
+        return LinkPeer(network.link_secret.encode(), hosted)
+
+    def link_hosting(self, network_id: str) -> dict[str, bool]:
+        network = self._networks.get(network_id)
+        if network is None or network.link_secret is None:
+            return {}
+        hosting = {}
+        for node in network.nodes:
+            if node.location is None or node.vm:
+                continue
+            state = self._link_state.get(link_endpoint(network_id, node.location))
+            if state is not None and state.hosted is not None:
+                hosting[node.node_id] = node.node_id in state.hosted
+        return hosting
+
+    def _unhosted(self, endpoint: str) -> list[str]:
+        """The located nodes of `endpoint`'s link that its peer said it does not host."""
+        spec, state = self._links[endpoint], self._link_state[endpoint]
+        network = self._networks.get(spec.network_id)
+        if network is None or state.hosted is None:
+            return []
+        located = {n.node_id for n in network.nodes if n.location == spec.location and not n.vm}
+        return sorted(located - state.hosted)
+
+    def _check_hosted(self, endpoint: str) -> None:
+        """Warn once per change of the set of located nodes the peer does not host."""
+        if endpoint not in self._links:
+            return
+        missing = tuple(self._unhosted(endpoint))
+        state = self._link_state[endpoint]
+        if missing and missing != state.reported:
+            spec = self._links[endpoint]
+            log.warning(
+                "vpn link peer lacks nodes",
+                endpoint=endpoint,
+                network_id=spec.network_id,
+                location=spec.location,
+                node_ids=list(missing),
+            )
+        state.reported = missing
 
     # -- the table ------------------------------------------------------------------------
 
@@ -126,6 +178,8 @@ class LinkRouting(Actor[VpnMsg]):
         for endpoint, spec in wanted.items():
             if endpoint not in self._links:
                 self._open_link(spec)
+        for endpoint in self._links:  # nodes may have been added to a peer's location
+            self._check_hosted(endpoint)
 
     def _remote_members(self, networks: Iterable[VpnNetwork]) -> list[Member]:
         members = []
@@ -141,9 +195,8 @@ class LinkRouting(Actor[VpnMsg]):
                 kind = PortKind.REMOTE if up else PortKind.UNLOCATED
                 address = IPv4Address(node.ip)
                 mac = nic_mac(node.node_id)
-                members.append(
-                    Member(endpoint, network.id, address, mac, kind, endpoint if up else None)
-                )
+                link = endpoint if up else None
+                members.append(Member(endpoint, network.id, address, mac, kind, link, node.node_id))
         return members
 
     def _remote(self, member_id: str) -> bool:
@@ -164,6 +217,7 @@ class LinkRouting(Actor[VpnMsg]):
                 "frames_out": state.frames_out,
                 "messages_out": state.messages_out,
                 "last_error": state.last_error,
+                "unhosted": ",".join(self._unhosted(endpoint)),
             }
         return stats
 
@@ -218,8 +272,13 @@ class LinkRouting(Actor[VpnMsg]):
         spec = self._links[endpoint]
         log.info("vpn link up", endpoint=endpoint, network_id=spec.network_id)
         self._apply()
+        address = self.address
+
+        async def hosted(ids: frozenset[str]) -> None:
+            await address.cast(LinkHosted(endpoint, ids))
+
         self.start_work(
-            functools.partial(carry, ws, self._link_ends[endpoint], state),
+            functools.partial(carry, ws, self._link_ends[endpoint], state, hosted),
             then=lambda reason: LinkDropped(endpoint, reason),
             key=("link", endpoint),
         )

@@ -8,11 +8,14 @@ import trio_websocket
 from golem_actor.kernel import Call
 
 __all__ = [
-    "GetLinkSecret",
+    "GetLinkHosting",
+    "GetLinkPeer",
     "LinkConnected",
     "LinkDropped",
     "LinkFailed",
     "LinkFrames",
+    "LinkHosted",
+    "LinkPeer",
     "LinkRetry",
 ]
 
@@ -25,9 +28,24 @@ class LinkFrames(msgspec.Struct, frozen=True):
     message: bytes
 
 
-class GetLinkSecret(Call[bytes | None], frozen=True):
-    """The secret of `network_id` for the link route's handshake; None: no such network,
-    or one without a linkSecret (the route refuses the peer)."""
+class LinkPeer(msgspec.Struct, frozen=True):
+    """What the link route tells a peer about our network: its secret (for the
+    handshake) and the node ids this node hosts in it (its own VMs)."""
+
+    secret: bytes
+    hosted: tuple[str, ...]
+
+
+class GetLinkPeer(Call[LinkPeer | None], frozen=True):
+    """Our network `network_id` as the link route needs it; None: no such network, or
+    one without a linkSecret (the route refuses the peer)."""
+
+    network_id: str
+
+
+class GetLinkHosting(Call[dict[str, bool]], frozen=True):
+    """For each located node of `network_id`: whether the node at its location said it
+    hosts it (absent: not known yet, or a peer that does not say)."""
 
     network_id: str
 
@@ -52,3 +70,10 @@ class LinkDropped(msgspec.Struct, frozen=True):
 
 class LinkRetry(msgspec.Struct, frozen=True):
     endpoint: str
+
+
+class LinkHosted(msgspec.Struct, frozen=True):
+    """The node ids the peer of `endpoint` says it hosts (carry's watch casts it)."""
+
+    endpoint: str
+    hosted: frozenset[str]

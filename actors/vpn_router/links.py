@@ -15,7 +15,8 @@ the socketpair (bounded: the socket buffer, then the fabric's egress queues whic
 the newest), packs them into length-prefixed batches, and sends each batch as one
 websocket message. It pings the peer every `PING_EVERY` seconds and gives up when a pong
 takes longer than `PING_BOUND`; it returns when the connection ends for any reason, so
-the actor marks the link down and dials again after `backoff`.
+the actor marks the link down and dials again after `backoff`. The only messages the peer
+sends on it are its lists of the node ids it hosts, handed to the `hosted` callback.
 
 Frames from a peer arrive on the connection the *peer* dialed (the Net API's link route,
 actors/api/net_links.py) and are handed to `deliver`: each frame is routed from the
@@ -28,6 +29,7 @@ channels; the actor passes trio-websocket connections.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -100,6 +102,8 @@ class LinkCounters:
     messages_out: int = 0
     last_error: str = ""
     attempt: int = 0  # failed dials since the last success (for the backoff)
+    hosted: frozenset[str] | None = None  # what the peer said it hosts (None: not said)
+    reported: tuple[str, ...] = ()  # the unhosted nodes last warned about
 
 
 def link_endpoint(network_id: str, location: str) -> str:
@@ -199,6 +203,7 @@ async def carry(
     ws: trio_websocket.WebSocketConnection,
     link_end: socket.socket,
     counters: LinkCounters,
+    hosted: Callable[[frozenset[str]], Awaitable[None]],
 ) -> str:
     """Send what the fabric writes for this link until the connection ends; why it did."""
     reasons: list[str] = []
@@ -220,7 +225,10 @@ async def carry(
 
     async def watch() -> None:
         while True:
-            await ws.get_message()  # the peer sends nothing after the handshake
+            message = await ws.get_message()
+            data = message.encode() if isinstance(message, str) else message
+            with contextlib.suppress(wire.LinkAuthError):  # a newer peer's: not ours to read
+                await hosted(wire.parse_hosted(data))
 
     async def until_it_ends(task: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
         try:

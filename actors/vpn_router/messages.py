@@ -15,11 +15,13 @@ from golem_actor.domain.vpn.networks import Attachment, VpnNetwork
 from golem_actor.kernel import ActorError, Call
 
 from .link_messages import (
-    GetLinkSecret,
+    GetLinkHosting,
+    GetLinkPeer,
     LinkConnected,
     LinkDropped,
     LinkFailed,
     LinkFrames,
+    LinkHosted,
     LinkRetry,
 )
 from .ports import NicPort
@@ -33,6 +35,7 @@ class CreateNetwork(Call[VpnNetwork], frozen=True, kw_only=True):
     mask: str | None = None
     gateway: str | None = None
     link_secret: str | None = None  # extension: the secret of links to other nodes
+    mtu: int | None = None  # extension: the guests' MTU (None: Golem's 1220)
 
 
 class ListNetworks(Call[list[VpnNetwork]], frozen=True):
@@ -188,9 +191,11 @@ VpnMsg = (
     | NicsOpened
     # links to other nodes (link_messages.py)
     | LinkFrames
-    | GetLinkSecret
+    | GetLinkPeer
+    | GetLinkHosting
     | LinkConnected
     | LinkFailed
     | LinkDropped
     | LinkRetry
+    | LinkHosted
 )

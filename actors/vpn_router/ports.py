@@ -23,10 +23,14 @@ fabric never parses a length prefix. Two kinds:
   QEMU's own namespace is no obstacle. A socket address holds at most 107 bytes: the
   router names both sockets through an fd of the VM directory (`/proc/self/fd/N/...`).
 
-Limits (the kernel's, and QEMU 7.2's as its source reads): Linux queues at most
-`net.unix.max_dgram_qlen` (10 by default) datagrams per unix datagram socket; QEMU
-answers a full router socket by retrying once its own socket is writable, which it
-always is, so it spins briefly until the router has read.
+Limits (measured): a unix datagram socket queues at most `net.unix.max_dgram_qlen`
+datagrams (10 by default, per network namespace) from a sender it is not connected to.
+The router's socket is connected to QEMU's, so QEMU may queue to it up to its send
+buffer (~90 frames of 1234 bytes); QEMU's socket is not connected (it `sendto`s), so
+the router can queue 11 frames to it, then `poll` says not writable and `drain` waits.
+That bound is QEMU's network namespace's value, not the host's; raising it there to 512
+did not change VM-to-VM throughput beyond noise (README, Benchmarks, `vpn`): the TCG
+guests' per-packet cost is the bound, which larger frames (a network's `mtu`) lower.
 """
 
 from __future__ import annotations

@@ -125,6 +125,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_keep_alive_timeout_seconds: PositiveFloat = 5.0
     api_body_timeout_seconds: PositiveFloat = 10.0
     api_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 16384
+    api_max_pending_links: PositiveInt = 64
+    api_max_pending_links_per_peer: PositiveInt = 8
 
     # Identity on the market.
     provider_name: NonEmptyStr = "golem-provider"

@@ -149,8 +149,10 @@ async def test_three_guests_talk_by_virtual_ip_inside_their_network_only(
         one = (
             await client.post(f"{base(node)}{NET}", json={"ip": "10.20.0.0/24"}, headers=auth)
         ).json()
-        two = (
-            await client.post(f"{base(node)}{NET}", json={"ip": "10.20.0.0/24"}, headers=auth)
+        two = (  # with jumbo frames (an extension): its guests take MTU 9000 by DHCP
+            await client.post(
+                f"{base(node)}{NET}", json={"ip": "10.20.0.0/24", "mtu": 9000}, headers=auth
+            )
         ).json()
 
         async def join(network: dict[str, Any], vm: dict[str, Any], ip: str) -> None:
@@ -187,6 +189,13 @@ async def test_three_guests_talk_by_virtual_ip_inside_their_network_only(
         assert mtu.strip() == "1220"
         assert await pings(key, a, "10.20.0.1")  # the router answers on the gateway
         assert await pings(key, c, "10.20.0.1")  # network two's own gateway
+
+        # network two asked for jumbo frames: C's NIC takes MTU 9000 from the lease,
+        # and an 8000-byte echo crosses the router whole
+        code, mtu = await run(key, c, "cat /sys/class/net/eth1/mtu")
+        assert mtu.strip() == "9000"
+        code, out = await run(key, c, "ping -c 1 -W 2 -s 8000 10.20.0.1")
+        assert code == 0, out
 
         # B joins network one while running: its address and its traffic within seconds
         joined_at = trio.current_time()

@@ -5,7 +5,10 @@ VM on each node, and on each node the other node's VM with that node's link URL 
 `location`. The routers link to each other (websockets, HMAC handshake) and the guests
 ping each other and talk TCP by virtual IP, node to node. Then node B's process is
 SIGKILLed (its guest keeps running) and started again: both routers dial again with
-backoff, and traffic resumes without the requestor doing anything.
+backoff, and traffic resumes without the requestor doing anything. Along the way: a
+location naming a VM that node B does not host is listed by A as `hosted: false` (B's
+own VM as `true`), and strangers that never authenticate are refused past the bound per
+source while the link carries on.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio_websocket
 from node_helpers import NodeProcess, free_block, free_port, running
 from test_vpn_data_plane import create_vms, pings, run, until, wait_address
 
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.e2e
 NET = "/net-api/v1/net"
 SECRET = "a-secret-the-requestor-chose-0123"
 LINK_BOUND = 30.0  # seconds for a link to come up (dial backoff is at most 12.5 s)
+PENDING_PER_PEER = 8  # the default API_MAX_PENDING_LINKS_PER_PEER
 
 
 def base(node: NodeProcess) -> str:
@@ -91,10 +96,26 @@ async def test_vms_on_two_nodes_talk_over_a_link_that_survives_a_node_kill(
         await add(
             node_b, net_b, {"id": a["id"], "ip": "10.30.0.2", "location": link_url(node_a, net_a)}
         )
-        listed = (
-            await client.get(f"{base(node_a)}{NET}/{net_a}/nodes", headers=node_a.operator)
-        ).json()
-        assert {"id": b["id"], "ip": "10.30.0.3", "location": link_url(node_b, net_b)} in listed
+        # a location naming a VM that node B does not host is reported once B has said so
+        await add(
+            node_a,
+            net_a,
+            {"id": "vm-not-on-b", "ip": "10.30.0.9", "location": link_url(node_b, net_b)},
+        )
+
+        async def hosting_reported() -> bool:
+            listed = (
+                await client.get(f"{base(node_a)}{NET}/{net_a}/nodes", headers=node_a.operator)
+            ).json()
+            return {n["id"]: n.get("hosted") for n in listed} == {
+                a["id"]: None,
+                b["id"]: True,
+                "vm-not-on-b": False,
+            }
+
+        await until(hosting_reported, LINK_BOUND, "A lists what B hosts")
+        stats = await vpn_links(client, node_a)
+        assert stats[0]["unhosted"] == 1, stats
 
         await wait_address(key, a, "10.30.0.2")
         await wait_address(key, b, "10.30.0.3")
@@ -137,6 +158,32 @@ async def test_vms_on_two_nodes_talk_over_a_link_that_survives_a_node_kill(
         stats_a = await vpn_links(client, node_a)
         assert stats_a[0]["drops"] >= 1, stats_a
 
+        # strangers who never authenticate are bounded per source: the next one is refused
+        async with trio.open_nursery() as strangers:
+            opened = trio.Semaphore(0)
+            for _ in range(PENDING_PER_PEER):
+                strangers.start_soon(_stranger, link_url(node_a, net_a), opened)
+            for _ in range(PENDING_PER_PEER):
+                await opened.acquire()
+            with pytest.raises(trio_websocket.ConnectionRejected) as rejected:
+                async with trio_websocket.open_websocket_url(link_url(node_a, net_a)):
+                    pass
+            assert rejected.value.status_code == 429
+            strangers.cancel_scope.cancel()
+        metrics = (await client.get(f"{base(node_a)}/metrics", headers=node_a.operator)).text
+        refused = re.search(r'golem_vpn_link_refused_total\{reason="peer_busy"\} (\S+)', metrics)
+        assert refused is not None, metrics
+        assert float(refused.group(1)) >= 1, metrics
+        assert await pings(key, a, "10.30.0.3")  # the link itself was never in the way
+
+
+async def _stranger(url: str, opened: trio.Semaphore) -> None:
+    """Connect to the link route, take the challenge, and never answer it."""
+    async with trio_websocket.open_websocket_url(url) as ws:
+        await ws.get_message()
+        opened.release()
+        await trio.sleep_forever()
+
 
 def _not(check: Any) -> Any:
     async def negated() -> bool:
@@ -154,6 +201,7 @@ async def vpn_links(client: httpx.AsyncClient, node: NodeProcess) -> list[dict[s
         ("golem_vpn_link_up", "up"),
         ("golem_vpn_link_frames_out_total", "frames_out"),
         ("golem_vpn_link_drops_total", "drops"),
+        ("golem_vpn_link_unhosted_nodes", "unhosted"),
     ):
         for found in re.finditer(rf'^{name}\{{link="([^"]+)"[^}}]*\}} (\S+)$', reply.text, re.M):
             links.setdefault(found.group(1), {})[key] = int(float(found.group(2)))

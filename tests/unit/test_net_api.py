@@ -14,7 +14,8 @@ from lifecycle_harness import OPERATOR_TOKEN, ApiNode, running_api
 from test_api import body as vm_body
 from ya_net_client import Failed, ya_net
 
-from actors.vpn_router import GetMembership
+from actors.vpn_router import GetMembership, GetNetwork
+from golem_actor.domain.tenancy import Caller, token_digest
 from golem_actor.domain.vpn.networks import Attachment
 
 pytestmark = pytest.mark.tools  # a real client process beside the node
@@ -270,3 +271,22 @@ async def test_ya_net_client_gets_401_without_a_token(tmp_path: Path) -> None:
         refused = await ya.call(net_url(node), None, "create_network", ip="10.0.0.0/24")
         assert isinstance(refused, Failed)
         assert refused.status == 401
+
+
+async def test_a_network_may_ask_for_jumbo_frames(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as node, httpx.AsyncClient() as client:
+        base = net_url(node)
+        alice = {"Authorization": f"Bearer {ALICE}"}
+        made = await client.post(
+            f"{base}/net", headers=alice, json={"ip": "10.1.0.0/24", "mtu": 9000}
+        )
+        assert made.status_code == 200, made.text
+        assert set(made.json()) == {"id", "ip", "mask", "gateway"}  # yagna's reply, as ever
+        owner = Caller(tenant=token_digest(ALICE))
+        saved = await node.node.wiring.vpn_router.call(GetNetwork(owner, made.json()["id"]))
+        assert saved.mtu == 9000
+        for wrong in (9001, 100, "big"):
+            refused = await client.post(
+                f"{base}/net", headers=alice, json={"ip": "10.2.0.0/24", "mtu": wrong}
+            )
+            assert refused.status_code == 400, refused.text

@@ -118,3 +118,54 @@ async def test_the_link_route_takes_frames_only_after_the_secret_is_proved(tmp_p
                     break
                 await trio.sleep(0.05)
             assert await dropped() == 1
+
+
+async def refused_links(client: httpx.AsyncClient, node: ApiNode) -> dict[str, int]:
+    metrics = await client.get(
+        node.url.removesuffix("/api/v1") + "/metrics",
+        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+    )
+    found = re.findall(r'golem_vpn_link_refused_total\{reason="(\w+)"\} (\S+)', metrics.text)
+    return {reason: int(float(value)) for reason, value in found}
+
+
+async def test_unauthenticated_link_connections_are_bounded_per_source(tmp_path: Path) -> None:
+    async with (
+        running_api(tmp_path, api_max_pending_links_per_peer=2) as node,
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        made = (
+            await client.post(
+                net(node), json={"ip": "10.6.0.0/24", "linkSecret": SECRET}, headers=AUTH
+            )
+        ).json()
+        url = ws_url(node, made["id"])
+        async with trio_websocket.open_websocket_url(url) as one:
+            await one.get_message()  # the challenge: this one is pending now
+            async with trio_websocket.open_websocket_url(url) as two:
+                await two.get_message()
+                with pytest.raises(trio_websocket.ConnectionRejected) as rejected:
+                    async with trio_websocket.open_websocket_url(url):
+                        pass
+                assert rejected.value.status_code == 429
+                headers = dict(rejected.value.headers or [])
+                assert headers.get(b"retry-after") == b"2"
+                assert b"waiting to authenticate" in (rejected.value.body or b"")
+                # a wrong proof ends a pending connection, and is counted too
+                await two.send_message(
+                    wire.client_hello(b"w" * 20, made["id"], b"n" * 32, b"c" * 32)
+                )
+                with pytest.raises(trio_websocket.ConnectionClosed):
+                    await two.get_message()
+            # room again: a peer that knows the secret links, and hears what this node hosts
+            async with trio_websocket.open_websocket_url(url) as three:
+                await dial_handshake(WsChannel(three), SECRET.encode(), made["id"])
+                hosted = await three.get_message()
+                assert isinstance(hosted, bytes)
+                assert wire.parse_hosted(hosted) == frozenset()
+        assert await refused_links(client, node) == {
+            "node_busy": 0,
+            "peer_busy": 1,
+            "auth": 1,
+            "timeout": 0,
+        }

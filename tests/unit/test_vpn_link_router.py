@@ -11,10 +11,11 @@ from pathlib import Path
 import trio
 import trio.testing
 import trio_websocket
+from structlog.testing import capture_logs
 from vpn_frames import ip, udp_frame
 
 from actors.vpn_router import AddNode, AttachPort, CreateNetwork, GetVpnStats, VpnMsg, VpnRouter
-from actors.vpn_router.link_messages import LinkFrames
+from actors.vpn_router.link_messages import GetLinkHosting, LinkFrames
 from actors.vpn_router.links import (
     LinkDown,
     LinkSpec,
@@ -43,6 +44,7 @@ class Peer:
         self.received: list[bytes] = []
         self.connection: trio_websocket.WebSocketConnection | None = None
         self.connected = trio.Event()
+        self.hosts: frozenset[str] | None = None  # what it says it hosts (None: says nothing)
 
     async def dial(
         self, nursery: trio.Nursery, spec: LinkSpec
@@ -67,6 +69,8 @@ class Peer:
         request = await trio_websocket.wrap_server_stream(nursery, stream)
         ws = await request.accept()
         await accept_handshake(WsChannel(ws), SECRET.encode(), "peernet")
+        if self.hosts is not None:
+            await ws.send_message(wire.hosted_message(self.hosts))
         self.connection = ws
         self.connected.set()
         try:
@@ -194,3 +198,106 @@ async def _scenario(tmp_path: Path, peer: Peer) -> None:
 
 async def _true_after(value: bool) -> bool:
     return value
+
+
+async def test_located_nodes_the_peer_does_not_host_are_reported(tmp_path: Path) -> None:
+    peer = Peer()
+    peer.hosts = frozenset({REMOTE_VM})
+    with trio.fail_after(30), capture_logs() as logs:
+        async with router(tmp_path, peer) as vpn:
+            net = await vpn.call(CreateNetwork(caller=ALICE, ip="10.9.0.0/24", link_secret=SECRET))
+            for node_id, address in ((REMOTE_VM, "10.9.0.3"), ("vm-elsewhere", "10.9.0.4")):
+                await vpn.call(
+                    AddNode(
+                        caller=ALICE,
+                        network_id=net.id,
+                        node_id=node_id,
+                        ip=address,
+                        vm=False,
+                        location=LOCATION,
+                    )
+                )
+
+            async def hosting_is(expected: dict[str, bool]) -> bool:
+                return await vpn.call(GetLinkHosting(net.id)) == expected
+
+            await until(
+                lambda: hosting_is({REMOTE_VM: True, "vm-elsewhere": False}), "the peer told"
+            )
+            link = next(iter((await vpn.call(GetVpnStats())).links.values()))
+            assert link["unhosted"] == "vm-elsewhere"
+            # the peer gets that VM later: reported as hosted, no new warning
+            assert peer.connection is not None
+            await peer.connection.send_message(wire.hosted_message([REMOTE_VM, "vm-elsewhere"]))
+            await until(lambda: hosting_is({REMOTE_VM: True, "vm-elsewhere": True}), "updated")
+            link = next(iter((await vpn.call(GetVpnStats())).links.values()))
+            assert link["unhosted"] == ""
+    warned = [e for e in logs if e["event"] == "vpn link peer lacks nodes"]
+    assert [e["node_ids"] for e in warned] == [["vm-elsewhere"]]
+
+
+async def test_a_peer_that_says_nothing_leaves_hosting_unknown(tmp_path: Path) -> None:
+    peer = Peer()
+    with trio.fail_after(30):
+        async with router(tmp_path, peer) as vpn:
+            net = await vpn.call(CreateNetwork(caller=ALICE, ip="10.9.0.0/24", link_secret=SECRET))
+            await vpn.call(
+                AddNode(
+                    caller=ALICE,
+                    network_id=net.id,
+                    node_id=REMOTE_VM,
+                    ip="10.9.0.3",
+                    vm=False,
+                    location=LOCATION,
+                )
+            )
+            await peer.connected.wait()
+            await trio.sleep(0.2)
+            assert await vpn.call(GetLinkHosting(net.id)) == {}
+            link = next(iter((await vpn.call(GetVpnStats())).links.values()))
+            assert link["up"] == 1
+            assert link["unhosted"] == ""
+
+
+async def test_every_vm_of_the_peer_node_is_reached_over_its_one_link(tmp_path: Path) -> None:
+    peer = Peer()
+    others = {REMOTE_VM: "10.9.0.3", "vm-remote-two": "10.9.0.4"}
+    with trio.fail_after(30):
+        async with router(tmp_path, peer) as vpn:
+            net = await vpn.call(CreateNetwork(caller=ALICE, ip="10.9.0.0/24", link_secret=SECRET))
+            local, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            local.setblocking(False)
+            await vpn.call(
+                AttachPort(endpoint="here", fd=theirs.detach(), network_id=net.id, ip="10.9.0.2")
+            )
+            for node_id, address in others.items():
+                await vpn.call(
+                    AddNode(
+                        caller=ALICE,
+                        network_id=net.id,
+                        node_id=node_id,
+                        ip=address,
+                        vm=False,
+                        location=LOCATION,
+                    )
+                )
+            stats = await vpn.call(GetVpnStats())
+            assert len(stats.links) == 1  # one peer node, one link
+            await peer.connected.wait()
+            frames = {
+                node_id: udp_frame(ip("10.9.0.2"), ip(address), b"hi", dst_mac=nic_mac(node_id))
+                for node_id, address in others.items()
+            }
+
+            async def both_arrived() -> bool:
+                return set(peer.received) == set(frames.values())
+
+            for frame in frames.values():
+                local.send(frame)
+            await until(both_arrived, "frames to both remote VMs went over the link")
+            for node_id, address in others.items():  # and each one's frames come back in
+                back = udp_frame(
+                    ip(address), ip("10.9.0.2"), node_id.encode(), src_mac=nic_mac(node_id)
+                )
+                await vpn.cast(LinkFrames(net.id, wire.encode_batches([back])[0]))
+                assert await receive(local) == back

@@ -100,6 +100,23 @@ async def test_a_malformed_challenge_is_refused() -> None:
         await dial_handshake(client, SECRET, "net-b")
 
 
+def test_the_hosted_list_round_trips_and_nothing_else_passes_for_one() -> None:
+    message = wire.hosted_message(["vm-b", "vm-a", "vm-a"])
+    assert message == wire.MAGIC + b'H["vm-a","vm-a","vm-b"]'
+    assert wire.parse_hosted(message) == frozenset({"vm-a", "vm-b"})
+    assert wire.parse_hosted(wire.hosted_message([])) == frozenset()
+    for other in (
+        wire.challenge(b"n" * wire.NONCE_LEN),  # MAGIC, but not "H"
+        wire.MAGIC + b'H{"vm-a": 1}',
+        wire.MAGIC + b"H[1, 2]",
+        wire.MAGIC + b"H[",
+        b'H["vm-a"]',
+        wire.MAGIC + b'H["' + b"x" * wire.MAX_BATCH_BYTES + b'"]',
+    ):
+        with pytest.raises(wire.LinkAuthError):
+            wire.parse_hosted(other)
+
+
 def test_backoff_doubles_up_to_its_cap_with_bounded_jitter() -> None:
     assert [wire.backoff(n) for n in (1, 2, 3, 4, 5, 6, 7)] == [0.5, 1, 2, 4, 8, 10, 10]
     assert wire.backoff(1, 0.99) < 0.5 * 1.25

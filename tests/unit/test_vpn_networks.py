@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
+import msgspec
 import pytest
 
 from golem_actor.domain.tenancy import Caller
@@ -28,6 +29,7 @@ from golem_actor.domain.vpn.networks import (
     parse_network,
     remove_node,
     vms_seen_by,
+    with_mtu,
 )
 
 ALICE, BOB = Caller(tenant="a" * 64), Caller(tenant="b" * 64)
@@ -200,3 +202,17 @@ def test_desired_membership_lists_this_nodes_vms_only() -> None:
         Attachment("vm-a", "m" * 32, "10.5.1.1", 16, "10.5.0.9"),
         Attachment("vm-b", "n" * 32, "192.168.0.3", 24, "192.168.0.1"),
     )
+
+
+def test_a_network_has_golems_mtu_unless_its_creator_asks_for_another() -> None:
+    made = network()
+    assert made.mtu == 1220
+    assert with_mtu(made, 9000).mtu == 9000
+    assert with_mtu(made, 576).mtu == 576
+    for wrong in (575, 9001, 65535, 0):
+        with pytest.raises(InvalidRequest, match="576 to 9000"):
+            with_mtu(made, wrong)
+    # a registry saved before the field existed decodes with Golem's MTU
+    old = msgspec.json.encode(made).replace(b',"mtu":1220', b"")
+    assert b"mtu" not in old
+    assert msgspec.json.decode(old, type=VpnNetwork).mtu == 1220

@@ -54,7 +54,7 @@ from golem_actor.adapters.qemu._ports import pick_free_port, port_is_free
 from golem_actor.adapters.qemu._sandbox import RunAs, link_into, localize_backing, own_vm_dir
 from golem_actor.adapters.qemu._vmdir import MachineRecord, VmPaths
 from golem_actor.domain.vpn.addressing import format_mac, nic_mac
-from golem_actor.domain.vpn.switch import DEFAULT_MTU
+from golem_actor.domain.vpn.switch import MAX_MTU
 
 __all__ = ["BootConfig", "provision", "start_pasta", "start_qemu", "tail"]
 
@@ -133,7 +133,7 @@ def _argv(
             vpn_mac=format_mac(nic_mac(paths.vm_id)),
             vpn_local=Path(VmPaths.VPN_NIC),
             vpn_remote=Path(VmPaths.VPN_ROUTER),
-            vpn_mtu=DEFAULT_MTU,
+            vpn_mtu=MAX_MTU,  # the most a network may use; its DHCP lease sets the MTU
         )
     )
 

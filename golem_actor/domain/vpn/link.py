@@ -19,6 +19,12 @@ Handshake (binary messages, `MAGIC` first; the secret never travels):
 to one network of one node and a recorded one is useless with fresh nonces. Each side
 checks the other's proof (constant time); a mismatch closes the connection.
 
+After its proof the server tells the client which node ids its copy of the network hosts
+(its own VMs there): MAGIC + "H" + a JSON list of ids, again whenever that set changes.
+The client checks them against the locations it was given, so a location that names a
+VM the far node does not have is reported, not routed into the void. A peer that never
+sends it (an older node) leaves the answer unknown; nothing else is sent server to client.
+
 Frames: one websocket message carries a batch of Ethernet frames, each prefixed by its
 length (2 bytes, big endian); at most `MAX_BATCH_BYTES` per message. A malformed batch
 is dropped whole (the frames before the fault are kept).
@@ -53,8 +59,10 @@ __all__ = [
     "client_proof",
     "decode_batch",
     "encode_batches",
+    "hosted_message",
     "parse_challenge",
     "parse_client_hello",
+    "parse_hosted",
     "parse_server_proof",
     "server_proof",
     "wanted_links",
@@ -145,6 +153,25 @@ def parse_server_proof(message: bytes, expected: bytes) -> None:
         raise LinkAuthError("malformed server proof")
     if not hmac.compare_digest(message[len(MAGIC) :], expected):
         raise LinkAuthError("the server does not know the network's secret")
+
+
+_HOSTED = MAGIC + b"H"
+_ids = msgspec.json.Decoder(list[str])
+
+
+def hosted_message(node_ids: Iterable[str]) -> bytes:
+    """The server's list of the node ids it hosts in the linked network (sorted)."""
+    return _HOSTED + msgspec.json.encode(sorted(node_ids))
+
+
+def parse_hosted(message: bytes) -> frozenset[str]:
+    """The ids of a `hosted_message`; LinkAuthError when `message` is not one."""
+    if not message.startswith(_HOSTED) or len(message) > MAX_BATCH_BYTES:
+        raise LinkAuthError("malformed hosted list")
+    try:
+        return frozenset(_ids.decode(message[len(_HOSTED) :]))
+    except msgspec.DecodeError as exc:
+        raise LinkAuthError("malformed hosted list") from exc
 
 
 # -- frames -------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ Creating a network (`new_network`)
   network (yagna accepts a gateway that no guest could reach).
 - The requestor's side holds the first host at once (as yagna: the SDKs then add it
   themselves, which is a no-op).
+- MTU: 1220 as in Golem, unless the creator asks for another (`mtu`, an extension, 576
+  to 9000): the guests take it from the network's DHCP lease. Bulk TCP between TCG
+  guests is bound by their per-packet cost, so jumbo frames nearly double it.
 
 Addresses and nodes
 - An address must be a host of the network: neither its network address nor its
@@ -55,6 +58,8 @@ from ipaddress import AddressValueError, IPv4Address, IPv4Network
 import msgspec
 
 from golem_actor.domain.tenancy import Caller
+
+from .switch import DEFAULT_MTU, MAX_MTU, MIN_MTU
 
 __all__ = [
     "MAX_MEMBERS",
@@ -122,6 +127,7 @@ class VpnNetwork(msgspec.Struct, frozen=True, kw_only=True):
     addresses: tuple[str, ...]  # the requestor's side
     nodes: tuple[NetNode, ...] = ()
     link_secret: str | None = None  # the requestor's secret for links to other nodes
+    mtu: int = DEFAULT_MTU  # extension: the guests' MTU in this network (`with_mtu`)
 
     @property
     def net(self) -> IPv4Network:
@@ -235,6 +241,13 @@ def new_network(
         gateway=str(gate),
         addresses=(str(first_host(net)),),
     )
+
+
+def with_mtu(network: VpnNetwork, mtu: int) -> VpnNetwork:
+    """The network with the guests' MTU `mtu` (an extension: yagna's is fixed at 1220)."""
+    if not MIN_MTU <= mtu <= MAX_MTU:
+        raise InvalidRequest(f"an mtu is {MIN_MTU} to {MAX_MTU} bytes")
+    return msgspec.structs.replace(network, mtu=mtu)
 
 
 def first_host(net: IPv4Network) -> IPv4Address:

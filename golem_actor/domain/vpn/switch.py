@@ -84,6 +84,8 @@ from .ipv4 import (
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MTU",
+    "MAX_MTU",
+    "MIN_MTU",
     "Drop",
     "PortCounters",
     "PortKind",
@@ -96,6 +98,11 @@ __all__ = [
 
 # The guests' VPN MTU in Golem (ya-runtime-vm's MTU_VPN): frames of up to 1234 bytes.
 DEFAULT_MTU = 1220
+# The largest MTU a network may ask for (an extension of POST /net): jumbo frames. The
+# VPN NIC offers it (QEMU's host_mtu) and each network's DHCP lease sets the guest's
+# MTU. TCG guests pay per packet, so bulk TCP between VMs runs ~2x faster at 9000
+# (bench/vpn_vms.py); it stays well under a link batch (golem_actor/domain/vpn/link.py).
+MIN_MTU, MAX_MTU = 576, 9000
 DEFAULT_LEASE_SECONDS = 3600
 
 Routed = list[tuple[str, bytes]]
