@@ -26,6 +26,7 @@ from lifecycle_harness import running_api
 from golem_actor.adapters.qemu._sandbox import vm_user
 from golem_actor.adapters.vpn_gate import (
     GateError,
+    GatePort,
     Gates,
     GateUnanswered,
     HelperUser,
@@ -43,6 +44,7 @@ from golem_actor.domain.vpn.ipv4 import (
     parse_icmp_echo,
     parse_ipv4,
 )
+from golem_actor.domain.vpn.networks import add_address, new_network, with_mtu
 
 pytestmark = pytest.mark.tools  # network namespaces, helper processes
 
@@ -496,3 +498,35 @@ async def test_a_root_node_runs_the_helper_as_the_vm_user() -> None:
             await namespace.connect(VM_IP, 22)
     finally:
         await namespace.aclose()
+
+
+class _HoldingRouter:
+    """A router that only holds the gate's TAP (the MTU check needs no traffic)."""
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+
+    async def attach_port(self, port: GatePort, fd: int) -> None:
+        self.fds.append(fd)
+
+    async def detach_port(self, port_id: str) -> None:
+        while self.fds:
+            os.close(self.fds.pop())
+
+
+async def test_a_gate_tap_takes_its_networks_mtu() -> None:
+    """A network with jumbo frames gets a jumbo gate: guests and gate agree on one MSS."""
+    for mtu in (1220, 9000):
+        gates = Gates(_HoldingRouter(), connect_timeout=0.3)
+        network = with_mtu(add_address(new_network("n1", "o", "10.8.0.0/24"), "10.8.0.5"), mtu)
+        with pytest.raises(GateUnanswered):  # nobody on the TAP: the connect times out
+            await gates.connect(network, VM_IP, 22)
+        namespace = gates.namespace_of("n1")
+        assert namespace is not None
+        shown = await trio.run_process(
+            ["nsenter", "-t", str(namespace.process.pid), "-n", "ip", "-o", "link", "show"],
+            capture_stdout=True,
+        )
+        gate0 = next(line for line in shown.stdout.decode().splitlines() if "gate0:" in line)
+        assert f" mtu {mtu} " in gate0
+        await gates.aclose()

@@ -3,8 +3,9 @@
 TCP gate (`GET …/net/{id}/tcp/{ip}/{port}`): the TCP end is the kernel's, in a network
 namespace of the network's own (the *gate namespace*, `_namespace.py`), whose TAP device
 `gate0` holds the requestor's first address of the network (`ip/prefix`, MAC
-`a0:13:<ip>`, MTU 1220 like the guests). The namespace is made by a small helper process
-under `unshare --user --map-root-user --net` (`_helper.py`, no host root needed), which
+`a0:13:<ip>`, the network's MTU like its guests: 1220 unless the network asked for
+another). The namespace is made by a small helper process under `unshare --user
+--map-root-user --net` (`_helper.py`, no host root needed), which
 hands the TAP's fd and fresh sockets back over SCM_RIGHTS; the node connects those
 sockets itself on its trio loop. A real kernel TCP means retransmission, window scaling,
 SACK, keep-alive and a correct FIN/RST for free; the websocket carries the bytes

@@ -24,7 +24,6 @@ from golem_actor.domain.vpn.networks import VpnNetwork, first_host
 
 from ._namespace import (
     CONNECT_TIMEOUT,
-    GATE_MTU,
     GateError,
     GateNamespace,
     HelperUser,
@@ -114,7 +113,6 @@ class Gates:
         router: RouterPorts,
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
-        mtu: int = GATE_MTU,
         runas: HelperUser | None = None,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
@@ -122,7 +120,6 @@ class Gates:
         self.max_connections = max_connections
         self.runas = runas  # the namespaces' helpers run as this user (a root node)
         self.connect_timeout = connect_timeout
-        self.mtu = mtu
         self._networks: dict[str, _Network] = {}
 
     def _network(self, network_id: str) -> _Network:
@@ -138,7 +135,7 @@ class Gates:
                 namespace = await open_gate_namespace(
                     IPv4Interface(f"{ip}/{network.net.prefixlen}"),
                     port.mac,
-                    mtu=self.mtu,
+                    mtu=network.mtu,  # the TAP's MTU is the guests': one MSS both ways
                     connect_timeout=self.connect_timeout,
                     runas=self.runas,
                 )
