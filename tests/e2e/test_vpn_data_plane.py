@@ -19,6 +19,7 @@ VM removes it from its network.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -280,11 +281,32 @@ async def test_three_guests_talk_by_virtual_ip_inside_their_network_only(
         await wait_address(key, b, "10.20.0.3")
         await until(a_reaches_b, JOIN_BOUND, "A pings B after B's restart")
 
-        # SIGKILL of the node: QEMU keeps running; the restarted router binds its
-        # sockets again and the traffic resumes
+        # SIGKILL of the node while A and B talk (a ping every 0.2 s in A, started before
+        # and left running): QEMU keeps running; the restarted router binds its sockets
+        # again and the same ping gets its replies again after the gap
+        talk = (
+            "ping -i 0.2 -w 120 10.20.0.3 > /tmp/kill-ping.txt 2>&1 & echo $! > /tmp/kill-ping.pid"
+        )
+        await run(key, a, f"setsid sh -c '{talk}' </dev/null >/dev/null 2>&1")
+
+        async def replies() -> list[int]:
+            _, out = await run(key, a, "cat /tmp/kill-ping.txt")
+            return [int(n) for n in re.findall(r"seq=(\d+) ttl=", out)]
+
+        async def talking() -> bool:
+            return len(await replies()) >= 3
+
+        await until(talking, 10, "A's ping to B answered before the kill")
         node.kill()
         await node.start()
         await until(a_reaches_b, 30, "A pings B after the node's restart")
+
+        async def resumed() -> bool:
+            seen = await replies()
+            return any(later - earlier > 1 for earlier, later in itertools.pairwise(seen))
+
+        await until(resumed, 10, "the ping running across the kill is answered after a gap")
+        await run(key, a, "kill $(cat /tmp/kill-ping.pid)")
         nodes = (await client.get(f"{base(node)}{NET}/{one['id']}/nodes", headers=auth)).json()
         assert sorted(n["ip"] for n in nodes) == ["10.20.0.2", "10.20.0.3"]
 
