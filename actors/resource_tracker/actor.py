@@ -110,6 +110,7 @@ class ResourceTracker(Actor[ResourceMsg]):
         self._thresholds = thresholds or Thresholds()
         self._sample_interval = sample_interval
         self._load: HostLoad | None = None
+        self._cpu_held = False  # CPU past its threshold at the last reading (hysteresis)
         # Reserved after the last reading, by VM: a reservation released before the next
         # reading (a refused or failed create) no longer counts against the thresholds.
         self._since_sample: dict[str, Resources] = {}
@@ -132,6 +133,7 @@ class ResourceTracker(Actor[ResourceMsg]):
             # Read once before serving, so the first offer is already honest.
             try:
                 self._load = await self._load_reader()
+                self._cpu_held = "cpu" in above(self._load, self._thresholds)
             except HostLoadUnreadable as error:
                 log.warning("host load unreadable: keeping the last reading", error=str(error))
             self.every(self._sample_interval, Sample())
@@ -174,6 +176,7 @@ class ResourceTracker(Actor[ResourceMsg]):
             case Sampled(load=load):
                 before = self._above()
                 self._load = load
+                self._cpu_held = "cpu" in above(load, self._thresholds, cpu_held=self._cpu_held)
                 self._since_sample.clear()
                 self._log_above(before)
                 self._changed(only_if_moved=True)
@@ -193,7 +196,7 @@ class ResourceTracker(Actor[ResourceMsg]):
     def _bounds(self) -> ThresholdBounds | None:
         if self._load is None:
             return None
-        bounds = threshold_bounds(self._load, self._thresholds)
+        bounds = threshold_bounds(self._load, self._thresholds, cpu_held=self._cpu_held)
         taken = sum(self._since_sample.values(), ZERO)
         return ThresholdBounds(
             cpus=bounds.cpus,
@@ -220,7 +223,9 @@ class ResourceTracker(Actor[ResourceMsg]):
                 self._watcher.try_cast(CapacityChanged())
 
     def _above(self) -> tuple[str, ...]:
-        return () if self._load is None else above(self._load, self._thresholds)
+        if self._load is None:
+            return ()
+        return above(self._load, self._thresholds, cpu_held=self._cpu_held)
 
     def _log_above(self, before: tuple[str, ...]) -> None:
         """Log each resource going past its threshold, and coming back, once."""

@@ -8,7 +8,10 @@ live usage gives, per resource, a *threshold bound*:
   filesystem as used + free, the part an unprivileged user can fill);
 - CPU has no such amount (a VM's cores are shares of time, not a fill level), so above
   its threshold the bound is zero cores, and at or below it there is none. A threshold
-  of 100 % therefore never bounds CPU, and bounds memory and storage at full.
+  of 100 % therefore never bounds CPU, and bounds memory and storage at full. CPU is
+  all or nothing, so it has hysteresis: once above its threshold, it counts as above
+  until a reading at or below the threshold less `CPU_HYSTERESIS` points, so a host
+  hovering at the threshold does not withdraw and re-post its advert at every reading.
 The capacity rules (capacity.py) offer the lesser of this bound and what allocations
 leave free, and name which of the two refused a request.
 """
@@ -17,10 +20,19 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["Bound", "HostLoad", "ThresholdBounds", "Thresholds", "above", "threshold_bounds"]
+__all__ = [
+    "CPU_HYSTERESIS",
+    "Bound",
+    "HostLoad",
+    "ThresholdBounds",
+    "Thresholds",
+    "above",
+    "threshold_bounds",
+]
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+CPU_HYSTERESIS = 5.0  # percentage points below the CPU threshold to sell cores again
 
 
 class HostLoad(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,13 +79,27 @@ def _room(total: int, used: int, threshold: float, unit: int) -> int:
     return max(0, int(total * threshold / 100.0) - used) // unit
 
 
-def threshold_bounds(load: HostLoad, thresholds: Thresholds) -> ThresholdBounds:
-    cpus = None
+def _cpu_above(load: HostLoad, thresholds: Thresholds, held: bool) -> bool:
+    """Past the CPU threshold; `held`: it was at the last reading (hysteresis)."""
     if load.cpu_percent > thresholds.cpu:
-        cpus = Bound(
-            amount=0,
-            why=f"host CPU at {load.cpu_percent:.0f} %, above the {thresholds.cpu:g} % threshold",
-        )
+        return True
+    return held and load.cpu_percent > thresholds.cpu - CPU_HYSTERESIS
+
+
+def threshold_bounds(
+    load: HostLoad, thresholds: Thresholds, *, cpu_held: bool = False
+) -> ThresholdBounds:
+    """The bounds at `load`; `cpu_held`: CPU was above its threshold at the last reading."""
+    cpus = None
+    if _cpu_above(load, thresholds, cpu_held):
+        why = f"host CPU at {load.cpu_percent:.0f} %, above the {thresholds.cpu:g} % threshold"
+        if load.cpu_percent <= thresholds.cpu:
+            why = (
+                f"host CPU at {load.cpu_percent:.0f} %, was above the {thresholds.cpu:g} %"
+                f" threshold: selling cores again at or below"
+                f" {thresholds.cpu - CPU_HYSTERESIS:g} %"
+            )
+        cpus = Bound(amount=0, why=why)
     memory = Bound(
         amount=_room(load.memory_total, load.memory_used, thresholds.memory, MIB),
         why=(
@@ -91,12 +117,13 @@ def threshold_bounds(load: HostLoad, thresholds: Thresholds) -> ThresholdBounds:
     return ThresholdBounds(cpus=cpus, memory_mib=memory, storage_gib=storage)
 
 
-def above(load: HostLoad, thresholds: Thresholds) -> tuple[str, ...]:
-    """The resources whose usage is past their threshold (nothing more is sold of them)."""
-    return tuple(
+def above(load: HostLoad, thresholds: Thresholds, *, cpu_held: bool = False) -> tuple[str, ...]:
+    """The resources whose usage is past their threshold (nothing more is sold of them);
+    `cpu_held` as for `threshold_bounds`."""
+    cpu = ("cpu",) if _cpu_above(load, thresholds, cpu_held) else ()
+    return cpu + tuple(
         name
         for name, usage, threshold in (
-            ("cpu", load.cpu_percent, thresholds.cpu),
             ("memory", load.memory_percent, thresholds.memory),
             ("storage", load.storage_percent, thresholds.storage),
         )

@@ -31,7 +31,7 @@ from actors.resource_tracker import (
 from golem_actor.adapters.host_load import HostLoadUnreadable, PsutilHostLoad
 from golem_actor.discovery.schemas import AdvertBody
 from golem_actor.domain.capacity import Capacity, shortfall
-from golem_actor.domain.host_load import HostLoad, Thresholds, threshold_bounds
+from golem_actor.domain.host_load import HostLoad, Thresholds, above, threshold_bounds
 from golem_actor.domain.pricing import PriceInfo
 from golem_actor.domain.resources import ZERO, Resources
 from golem_actor.kernel import Actor, Inbox
@@ -180,6 +180,35 @@ async def test_the_offer_shrinks_above_a_threshold_and_comes_back(autojump_clock
         assert (await capacity_of(books)).free == QUIET
         assert drained(watcher) == 1
         await books.call(Reserve("vm-1", gb(1, 1, 10)))  # accepted again
+
+
+def test_cpu_once_above_its_threshold_stays_above_until_five_points_below() -> None:
+    thresholds = Thresholds()
+    assert threshold_bounds(load(cpu=88), thresholds).cpus is None  # from below: sold
+    held = threshold_bounds(load(cpu=88), thresholds, cpu_held=True).cpus
+    assert held is not None
+    assert held.amount == 0
+    assert held.why == (
+        "host CPU at 88 %, was above the 90 % threshold: selling cores again at or below 85 %"
+    )
+    assert above(load(cpu=86), thresholds, cpu_held=True) == ("cpu",)
+    assert above(load(cpu=85), thresholds, cpu_held=True) == ()
+    assert threshold_bounds(load(cpu=85), thresholds, cpu_held=True).cpus is None
+
+
+async def test_a_host_hovering_at_the_cpu_threshold_does_not_flap_its_offer(
+    autojump_clock: object,
+) -> None:
+    host, watcher = FakeHost(), Inbox[CapacityChanged]("watcher")
+    async with hosted(tracker(host, watcher=watcher), "resource_tracker") as books:
+        offered = []
+        for cpu in (91.0, 89.0, 92.0, 88.0, 90.5, 86.0, 84.0, 89.0):
+            host.now = load(cpu=cpu)
+            await trio.sleep(SAMPLE + 0.1)
+            offered.append((await capacity_of(books)).free.cpus)
+        # withdrawn at 91, held through the hovering, sold again at 84 and still at 89
+        assert offered == [0, 0, 0, 0, 0, 0, 8, 8]
+        assert drained(watcher) == 2
 
 
 async def test_readings_that_do_not_move_the_offer_tell_nobody(autojump_clock: object) -> None:
