@@ -439,12 +439,39 @@ class SlowLook(MemoryBackend):
         return snapshot
 
 
+class CountedLooks(MemoryBackend):
+    """A backend that counts the periodic looks (`list_owned` calls)."""
+
+    looks = 0
+
+    async def list_owned(self) -> list[Observed]:
+        self.looks += 1
+        return await super().list_owned()
+
+
+async def test_a_node_without_vms_looks_at_nothing(tmp_path: Path) -> None:
+    # The look compares running and stopped VMs with the backend: with none, a
+    # `multipass list` every tick would be work for nothing.
+    backend = CountedLooks(ssh=Endpoint("127.0.0.1", 9))
+    async with running_node(tmp_path, backend) as node:
+        at_start = backend.looks  # the start's reconciliation lists the backend once
+        await trio.sleep(0.5)  # ten ticks
+        assert backend.looks == at_start
+        view = await node.lifecycle.call(create("watched"))
+        await node.wait_status(view.vm_id, VmStatus.RUNNING)
+        await trio.sleep(0.5)
+        assert backend.looks >= at_start + 3
+
+
 async def test_a_look_older_than_a_vm_s_last_change_does_not_undo_it(tmp_path: Path) -> None:
     # A look takes 0.3 s here; a create, then a stop and a start, each finish while a look
     # that began before them is still out: its report (the VM missing, then stopped
     # while it runs again) is stale and must change nothing.
+    # A node with no VM running or stopped looks at nothing, so a bystander comes first.
     backend = SlowLook(ssh=Endpoint("127.0.0.1", 9), delay=0.3)
     async with running_node(tmp_path, backend) as node:
+        bystander = await node.lifecycle.call(create("bystander"))
+        await node.wait_status(bystander.vm_id, VmStatus.RUNNING)
         await backend.look_started()
         view = await node.lifecycle.call(create("fresh"))
         await node.wait_status(view.vm_id, VmStatus.RUNNING)
