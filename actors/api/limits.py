@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import hmac
-import ipaddress
 from dataclasses import dataclass
 
 import msgspec
@@ -32,9 +31,9 @@ from hypercorn.typing import (
     Scope,
 )
 
-from golem_actor.portcheck.addressing import source_key
 from golem_actor.ratelimit import InFlight, RateLimiter
 
+from .link_admission import peer_key
 from .schemas import ErrorBody
 
 log = structlog.get_logger("golem_actor.api")
@@ -238,10 +237,4 @@ class _Replay:
 
 def client_key(scope: HTTPScope) -> str:
     """Whose buckets a request uses: its source address (an IPv6 /64 as one)."""
-    client = scope["client"]
-    if not client:
-        return "unknown"
-    try:
-        return source_key(ipaddress.ip_address(client[0]))
-    except ValueError:
-        return str(client[0])
+    return peer_key(scope["client"])
