@@ -5,8 +5,8 @@ prices: the API's payment gate asks it); stop order is its reverse, so the API s
 requests first and the SSH proxies (tenants' live sessions) go last. Calls only go from
 later actors to earlier ones (api -> vm_lifecycle -> ssh_proxies, resource_tracker;
 advertiser -> resource_tracker, pricing), so they cannot deadlock; the only casts from an
-earlier actor to a later one never wait (resource_tracker's `CapacityChanged` to the
-advertiser, a `try_cast`).
+earlier actor to a later one never wait (resource_tracker's `CapacityChanged` and
+pricing's `PricesChanged` to the advertiser, each a `try_cast`).
 
 The root is one_for_one: addresses survive restarts, so a crashed actor comes back
 without taking its siblings down with it. rest_for_one would restart every actor started
@@ -190,7 +190,9 @@ def node_tree(parts: NodeParts) -> NodeTree:
         )
 
     def pricing() -> Pricing:
+        watcher = tree.address_of(advertiser_spec)
         return Pricing(
+            watcher=watcher,
             usd=usd_prices(settings),
             source=parts.price_source,
             store=store,

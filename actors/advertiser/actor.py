@@ -10,10 +10,12 @@ Theory of operation:
   `Skipped` (the reason: no price, unknown IP, capacity below the minimums) or
   `PublishFailed`; the handler only records it, so `GetAdvertState` answers at once.
 - One attempt at a time: a trigger while one runs asks for one more afterwards.
-- resource_tracker casts `CapacityChanged` after each reservation or release; the first
-  change opens a `debounce` window and the attempt runs when it closes, so a burst of
-  creates makes one post, and nothing on the create/delete path ever waits for it. An
-  attempt that starts for another reason closes the window: it reads the newer books.
+- resource_tracker casts `CapacityChanged` after each reservation or release, and pricing
+  casts `PricesChanged` when the prices an advert carries change (the first fetch may
+  well end after this actor's first attempt); the first change opens a `debounce` window
+  and the attempt runs when it closes, so a burst of creates makes one post, and nothing
+  on the create/delete path ever waits for it. An attempt that starts for another reason
+  closes the window: it reads the newer books.
 - An attempt that finds nothing to advertise (no price, no IP, too little capacity)
   takes down an advert that is up, so requestors never find an offer the node would
   refuse: the advert follows the capacity down as it follows it up.
@@ -48,6 +50,7 @@ from .messages import (
     AdvertState,
     CapacityChanged,
     GetAdvertState,
+    PricesChanged,
     Published,
     PublishFailed,
     Settle,
@@ -116,7 +119,7 @@ class Advertiser(Actor[AdvertiserMsg]):
         match message:
             case Advertise():
                 self._attempt()
-            case CapacityChanged():
+            case CapacityChanged() | PricesChanged():
                 if self._poster is not None and self._debounce is None:
                     self._debounce = self.after(self._debounce_seconds, Settle())
             case Settle():

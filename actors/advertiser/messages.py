@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from actors.pricing import PricesChanged
 from actors.resource_tracker import CapacityChanged
 from golem_actor.discovery.schemas import AdvertBody
 from golem_actor.domain.advertising import AdvertPhase, AdvertState
@@ -16,6 +17,7 @@ __all__ = [
     "AdvertiserMsg",
     "CapacityChanged",
     "GetAdvertState",
+    "PricesChanged",
     "PublishFailed",
     "Published",
     "Settle",
@@ -28,7 +30,7 @@ class Advertise(msgspec.Struct, frozen=True):
 
 
 class Settle(msgspec.Struct, frozen=True):
-    """The debounce window after a capacity change has passed: post once now."""
+    """The debounce window after a capacity or price change has passed: post once now."""
 
 
 class Published(msgspec.Struct, frozen=True):
@@ -57,5 +59,12 @@ class GetAdvertState(Call[AdvertState], frozen=True):
 
 # Everything the advertiser accepts: its address is an `Address[AdvertiserMsg]`.
 AdvertiserMsg = (
-    Advertise | CapacityChanged | Settle | Published | Skipped | PublishFailed | GetAdvertState
+    Advertise
+    | CapacityChanged
+    | PricesChanged
+    | Settle
+    | Published
+    | Skipped
+    | PublishFailed
+    | GetAdvertState
 )

@@ -18,12 +18,18 @@ Theory of operation:
   says `unknown`/`stale` with no GLM prices. Each change of that state is logged once,
   when it happens: a timer fires at the staleness bound of the last confirmation. Before
   the first fetch's outcome nothing is logged, unless there is no feed or a cached rate.
+- The optional watcher (the advertiser, started later) gets a `PricesChanged` whenever
+  the GLM prices an advert would carry change (known at last, moved, stale), by
+  `try_cast`: it never waits, and an advertiser not started yet reads them at its start.
+  Without it, a node whose first fetch outlasted start-up waited a whole advertising
+  interval (4 min by default) before its first advert.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from decimal import Decimal
 from typing import Protocol
 
@@ -45,7 +51,7 @@ from golem_actor.domain.pricing import (
     why_unusable,
 )
 from golem_actor.domain.resources import Resources
-from golem_actor.kernel import Actor, Timer
+from golem_actor.kernel import Actor, ActorGone, Address, Timer
 from golem_actor.state_store import StateError, StateStore
 
 from .messages import (
@@ -54,6 +60,7 @@ from .messages import (
     Fetched,
     GetMinimumRate,
     GetPrices,
+    PricesChanged,
     PriceUnknown,
     PricingMsg,
     Refresh,
@@ -105,6 +112,7 @@ class Pricing(Actor[PricingMsg]):
         max_age: float,
         override: bool = False,
         clock: Callable[[], float] = time.time,
+        watcher: Address[PricesChanged] | None = None,
     ) -> None:
         super().__init__()
         self._usd = usd
@@ -122,10 +130,13 @@ class Pricing(Actor[PricingMsg]):
         self._backoff = min(RETRY_FIRST, interval)
         self._logged: PriceState | None = None
         self._expiry: Timer | None = None
+        self._watcher = watcher
+        self._announced: object = None  # the advertised prices the watcher last heard of
 
     async def on_start(self) -> None:
         cache = await load_cache(self._store)
         self._glm, self._eth = cache.glm_usd, cache.eth_usd
+        self._announced = self._advertised()
         if self._source is None or self._glm is not None:
             self._report_state()
         self._watch_expiry()
@@ -236,8 +247,20 @@ class Pricing(Actor[PricingMsg]):
             override=self._override,
         )
 
+    def _advertised(self) -> object:
+        """What of the prices an advert shows: the watcher hears when this moves."""
+        info = self._info()
+        return info.state, info.glm
+
     def _report_state(self) -> None:
-        """Log the GLM price's state once per change (adverts and GLM gating follow it)."""
+        """Log the GLM price's state once per change (adverts and GLM gating follow it),
+        and tell the watcher when the advertised prices moved."""
+        advertised = self._advertised()
+        if advertised != self._announced:
+            self._announced = advertised
+            if self._watcher is not None:
+                with suppress(ActorGone):
+                    self._watcher.try_cast(PricesChanged())
         info = self._info()
         if info.state == self._logged:
             return

@@ -16,6 +16,7 @@ __all__ = [
     "GetMinimumRate",
     "GetPrices",
     "PriceUnknown",
+    "PricesChanged",
     "PricingMsg",
     "Refresh",
 ]
@@ -47,6 +48,11 @@ class FeedFailed(msgspec.Struct, frozen=True):
 
 class Expire(msgspec.Struct, frozen=True):
     """The staleness bound of the last confirmation has passed: say so now."""
+
+
+class PricesChanged(msgspec.Struct, frozen=True):
+    """Cast to the pricing actor's watcher (the advertiser) when the GLM prices it would
+    advertise changed: known at last, moved, or gone stale."""
 
 
 class GetPrices(Call[PriceInfo], frozen=True):

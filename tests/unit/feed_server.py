@@ -1,7 +1,8 @@
 """A CoinGecko-compatible price feed on 127.0.0.1 for tests: plain HTTP/1.1 on a trio socket.
 
 The test sets what the next answers are (`answer`: a JSON document, or `(status, raw
-bytes)`, or `HANG` to never answer) and reads the request paths it received.
+bytes)`, or `HANG` to never answer), how long each answer takes (`delay`, seconds) and
+reads the request paths it received.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class FeedServer:
     answer: Any = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     port: int = 0
+    delay: float = 0.0
 
     @property
     def url(self) -> str:
@@ -46,6 +48,7 @@ class FeedServer:
                     return
                 data += chunk
         self.requests.append(data.split(b"\r\n", 1)[0].decode().split(" ")[1])
+        await trio.sleep(self.delay)
         answer = self.answer
         if answer == HANG:
             await trio.sleep_forever()
@@ -63,8 +66,8 @@ class FeedServer:
 
 
 @asynccontextmanager
-async def feed_server(answer: Any = None) -> AsyncIterator[FeedServer]:
-    server = FeedServer(answer=answer if answer is not None else {})
+async def feed_server(answer: Any = None, delay: float = 0.0) -> AsyncIterator[FeedServer]:
+    server = FeedServer(answer=answer if answer is not None else {}, delay=delay)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, server.handle, 0, host="127.0.0.1"))
         server.port = listeners[0].socket.getsockname()[1]

@@ -22,6 +22,7 @@ from actors.advertiser import (
     GetAdvertState,
     Identity,
     Minimums,
+    PricesChanged,
     PublishError,
     make_advert,
 )
@@ -198,6 +199,24 @@ async def test_no_price_means_no_advert_and_says_why(autojump_clock: object) -> 
         await trio.sleep(INTERVAL)
         assert len(rig.poster.posts) == 1
         assert (await rig.state()).phase == "advertised"
+
+
+async def test_a_price_known_after_the_first_attempt_posts_within_the_debounce(
+    autojump_clock: object,
+) -> None:
+    async with running() as rig:
+        rig.books.prices = prices(glm=None)  # the first fetch has not answered yet
+        await trio.sleep(1.0)
+        assert (await rig.state()).phase == "skipped"
+        rig.books.prices = prices()
+        await rig.address.cast(PricesChanged())  # pricing's word that it knows now
+        await trio.sleep(DEBOUNCE + 1)
+        assert len(rig.poster.posts) == 1  # not at the interval, 4 min later
+        rig.books.prices = prices(glm=None)  # stale: the advert is taken down as soon
+        await rig.address.cast(PricesChanged())
+        await trio.sleep(DEBOUNCE + 1)
+        assert rig.poster.withdrawals == 1
+        assert "no price known" in (await rig.state()).why
 
 
 async def test_unknown_ip_means_no_advert(autojump_clock: object) -> None:

@@ -13,11 +13,18 @@ import structlog
 import trio
 from payments_fakes import hosted
 
-from actors.pricing import GetMinimumRate, GetPrices, PriceUnknown, Pricing, PricingMsg
+from actors.pricing import (
+    GetMinimumRate,
+    GetPrices,
+    PricesChanged,
+    PriceUnknown,
+    Pricing,
+    PricingMsg,
+)
 from golem_actor.adapters.price_feed import FeedError, Quote
 from golem_actor.domain.pricing import UsdPrices, glm_prices, native_min_rate, requestor_rate
 from golem_actor.domain.resources import Resources
-from golem_actor.kernel import Address
+from golem_actor.kernel import Address, Inbox
 from golem_actor.state_store import StateStore
 
 USD = UsdPrices(core=5.0, ram_gb=2.0, disk_gb=0.1)
@@ -59,8 +66,11 @@ def quote(glm: str | None = "0.25", eth: str | None = "2000") -> Quote:
 
 
 @asynccontextmanager
-async def pricing(tmp_path: Path, feed: ScriptedFeed | None) -> AsyncIterator[Address[PricingMsg]]:
+async def pricing(
+    tmp_path: Path, feed: ScriptedFeed | None, watcher: Address[PricesChanged] | None = None
+) -> AsyncIterator[Address[PricingMsg]]:
     actor = Pricing(
+        watcher=watcher,
         usd=USD,
         source=feed,
         store=StateStore(tmp_path / "state"),
@@ -208,3 +218,42 @@ async def test_the_logs_say_when_the_price_goes_stale_even_if_nothing_happens(
             assert ("prices known", None) in events
             assert events[-1] == ("no price: not advertising, creates refused", "stale")
             assert (await address.call(GetPrices())).state == "stale"
+
+
+def heard(watcher: Inbox[PricesChanged]) -> int:
+    """How many `PricesChanged` the watcher holds (taken out)."""
+    count = 0
+    while True:
+        try:
+            watcher.receive_channel.receive_nowait()
+        except trio.WouldBlock:
+            return count
+        count += 1
+
+
+async def test_the_watcher_hears_when_the_advertised_prices_change(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """The advertiser's first attempt may come before the first fetch's answer: it must
+    hear of the price then, not at its next interval; and of each move, not of each fetch."""
+    watcher = Inbox[PricesChanged]("advertiser")
+    feed = ScriptedFeed(quote("0.25"))
+    async with pricing(tmp_path, feed, watcher.address()) as address:
+        assert (await address.call(GetPrices())).state == "unknown"
+        assert heard(watcher) == 0  # nothing known yet, nothing changed
+        await trio.sleep(1)  # the fetch (0.5 s) answered
+        assert heard(watcher) == 1
+        feed.answer = quote("0.2524")  # below the threshold: confirmed, not moved
+        await trio.sleep(INTERVAL)
+        assert heard(watcher) == 0
+        feed.answer = quote("0.30")
+        await trio.sleep(INTERVAL)
+        assert await glm_rate(address) == Decimal("0.30")
+        assert heard(watcher) == 1
+        feed.answer = FeedError("http://127.0.0.1:9/api/v3: HTTP 500")
+        await trio.sleep(MAX_AGE + 10)  # stale: the advert must go
+        assert (await address.call(GetPrices())).state == "stale"
+        assert heard(watcher) == 1
+    async with pricing(tmp_path, feed, watcher.address()):
+        await trio.sleep(INTERVAL)  # restarted on a stale cache, feed still failing
+        assert heard(watcher) == 0
