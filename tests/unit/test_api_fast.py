@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import trio
 from lifecycle_harness import running_api
 from test_api import KEY, OPERATOR, RESOURCES, bearer, body
 
@@ -66,6 +67,14 @@ async def test_fast_answers_equal_the_apps_byte_for_byte(tmp_path: Path) -> None
                     headers=bearer(token),
                 )
                 assert created.status_code == 202, created.text
+        # Both answers must see the same VMs: wait until no create is still under way
+        # (a VM turning running between the two reads changed its size).
+        with trio.fail_after(10):
+            while True:
+                listed = (await client.get(f"{node.url}/vms", headers=OPERATOR)).json()
+                if [vm["status"] for vm in listed] == ["running"] * 4:
+                    break
+                await trio.sleep(0.05)
         cases = [
             ("/provider/info", {}),
             ("/health", {}),
