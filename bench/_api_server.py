@@ -72,6 +72,9 @@ class LoopbackSsh:
     async def list_owned(self) -> list[Observed]:
         return [self._local(seen) for seen in await self._inner.list_owned()]
 
+    async def set_vpn_link(self, vm_id: str, *, up: bool) -> None:
+        await self._inner.set_vpn_link(vm_id, up=up)
+
 
 async def serve(
     data: Path, port: int, multipass: Path, vms: int, sshd_port: int, max_connections: int

@@ -6,7 +6,8 @@ requests first and the SSH proxies (tenants' live sessions) go last. Calls only 
 later actors to earlier ones (api -> vm_lifecycle -> ssh_proxies, resource_tracker;
 advertiser -> resource_tracker, pricing), so they cannot deadlock; the only casts from an
 earlier actor to a later one never wait (resource_tracker's `CapacityChanged` and
-pricing's `PricesChanged` to the advertiser, each a `try_cast`).
+pricing's `PricesChanged` to the advertiser, the vpn_router's `LeasesChanged` to
+vm_lifecycle, each a `try_cast`).
 
 The root is one_for_one: addresses survive restarts, so a crashed actor comes back
 without taking its siblings down with it. rest_for_one would restart every actor started
@@ -24,8 +25,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
 from actors.advertiser import Advertiser, AdvertiserMsg
@@ -38,7 +39,7 @@ from actors.pricing import Pricing, PricingMsg
 from actors.resource_tracker import ResourceMsg, ResourceTracker
 from actors.stream_monitor import StreamMonitor
 from actors.vm_lifecycle import LifecycleMsg, Operations, VmLifecycle, VmListing
-from actors.vpn_router import VpnMsg, VpnRouter
+from actors.vpn_router import LeasesChanged, VpnMsg, VpnRouter
 from actors.vpn_router.gate_ports import RouterGatePorts
 from actors.vpn_router.kept import KeptPorts
 from actors.withdraw_scheduler import WithdrawScheduler
@@ -140,16 +141,22 @@ def fault_hook(
     return FaultHook(root=lambda: root.address, proxies=proxies)
 
 
-def vpn_router_spec(parts: NodeParts) -> ChildSpec[VpnMsg]:
-    """The vpn_router: QEMU VMs' VPN NICs are sockets in their VM directories."""
+def vpn_router_spec(
+    parts: NodeParts, lifecycle: Callable[[], Address[LeasesChanged]]
+) -> ChildSpec[VpnMsg]:
+    """The vpn_router: QEMU VMs' VPN NICs are sockets in their VM directories, and
+    vm_lifecycle bounces their links when their offered address changes."""
     vms_dir = parts.settings.data_path / "vms"  # the QEMU backend's (supervisors/backend.py)
-    nic_dir = (lambda vm_id: vms_dir / vm_id) if parts.backend.kind == "qemu" else None
-    # One KeptPorts for every incarnation: the gates' ports outlive a router restart.
-    return ChildSpec(
-        "vpn_router",
-        partial(VpnRouter, store=parts.store, vm_dir=nic_dir, kept=KeptPorts()),
-        shutdown=5.0,
-    )
+    qemu = parts.backend.kind == "qemu"
+    nic_dir = (lambda vm_id: vms_dir / vm_id) if qemu else None
+    kept = KeptPorts()  # one for every incarnation: the gates' ports outlive a restart
+
+    def router() -> VpnRouter:
+        return VpnRouter(
+            store=parts.store, vm_dir=nic_dir, kept=kept, lifecycle=lifecycle() if qemu else None
+        )
+
+    return ChildSpec("vpn_router", router, shutdown=5.0)
 
 
 def node_tree(parts: NodeParts) -> NodeTree:
@@ -320,7 +327,7 @@ def node_tree(parts: NodeParts) -> NodeTree:
     pricing_spec = ChildSpec("pricing", pricing, shutdown=5.0)
     resources_spec = ChildSpec("resource_tracker", resource_tracker)
     verifier_spec = ChildSpec("port_verifier", port_verifier, shutdown=5.0)
-    vpn_spec = vpn_router_spec(parts)
+    vpn_spec = vpn_router_spec(parts, lambda: tree.address_of(lifecycle_spec))
     proxies_spec = ChildSpec("ssh_proxies", lambda: proxies, shutdown=math.inf)
     lifecycle_spec = ChildSpec("vm_lifecycle", vm_lifecycle, shutdown=30.0)
     advertiser_spec = ChildSpec("advertiser", advertiser, shutdown=10.0)

@@ -20,6 +20,13 @@ seed's `streams.json`), release the resources of deleted VMs (and their VPN memb
 the `WaitVm` callers whose VM got where they wait for (or was deleted: `VmNotFound`);
 see `waiters.py`.
 
+When the vpn_router says that the address offered to a VM's VPN NIC changed
+(`LeasesChanged`), a running VM's VPN link goes down for `LINK_BOUNCE` seconds and up
+again (the backend's `set_vpn_link`), as work of its own per VM: the guest's DHCP client
+(systemd-networkd, NetworkManager; the test guest's carrier watcher) asks again at once.
+The link is brought back up even when that work is cancelled, and a failure is logged:
+the guest then learns its address at its lease's renewal, as without the bounce.
+
 At start, before serving, the actor reconciles the registry with the world: it re-books
 every live VM's resources, resumes each interrupted operation (a `creating` VM is
 launched again: launches are idempotent per id; `deleting` is deleted again), adopts
@@ -46,7 +53,7 @@ import trio
 from actors.port_verifier import GetUsablePorts, PortsInUse, PortVerifierMsg
 from actors.resource_tracker import Release, Reserve, ResourceMsg
 from actors.ssh_proxy import proxy_child_id
-from actors.vpn_router import VmsGone, VmsKnown, VpnMsg
+from actors.vpn_router import LeasesChanged, VmsGone, VmsKnown, VpnMsg
 from golem_actor._atomic import write_atomic
 from golem_actor.adapters.backend import BackendError, BackendState, Observed, VmBackend
 from golem_actor.adapters.local_ports import bindable
@@ -95,6 +102,8 @@ log = structlog.get_logger("golem_actor.vm_lifecycle")
 
 _OBSERVING = ("observe",)  # the key of the periodic look's work (VM ids are strings)
 _DRIFTS = (VmStatus.RUNNING, VmStatus.STOPPED)  # the states a look compares with the backend
+LINK_BOUNCE = 1.0  # s a VPN link stays down: long enough for a guest to see the carrier go
+_LINK_UP_TIMEOUT = 10.0  # s to bring a bounced link back up, even when cancelled
 
 
 class VmLifecycle(Actor[LifecycleMsg]):
@@ -165,6 +174,8 @@ class VmLifecycle(Actor[LifecycleMsg]):
                 target = machine.ssh if machine else None
                 self._vms[record.vm_id] = record.evolve(target=target or record.target)
                 self._start_op(self._vms[record.vm_id], (Effect.OPEN_PROXY,))
+                # A node killed mid-bounce left that link down: up again (a no-op if up).
+                self.start_work(partial(self._vpn_link_up, record.vm_id), key=("vpn", record.vm_id))
             case VmStatus.STOPPED if state is BackendState.RUNNING:
                 self._start_op(record, (Effect.POWER_OFF,))  # keep the recorded intent
             case _:
@@ -279,8 +290,35 @@ class VmLifecycle(Actor[LifecycleMsg]):
                 await self._drift(message)
             case ObservationFailed(error=error):
                 log.warning("could not observe the backend", error=error)
+            case LeasesChanged(vm_ids=vm_ids):
+                for vm_id in vm_ids:
+                    record = self._vms.get(vm_id)
+                    if record is not None and record.status is VmStatus.RUNNING:
+                        self.start_work(partial(self._bounce_vpn_link, vm_id), key=("vpn", vm_id))
             case _:
                 await super().handle_cast(message)
+
+    async def _bounce_vpn_link(self, vm_id: str) -> None:
+        """Down, a pause, up: the guest's DHCP client starts over (a newer bounce of the
+        same VM supersedes this one; the link still comes back up)."""
+        try:
+            await self._backend.set_vpn_link(vm_id, up=False)
+            await trio.sleep(LINK_BOUNCE)
+        except BackendError as error:
+            log.warning("vpn link not bounced", vm_id=vm_id, error=str(error))
+        finally:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + _LINK_UP_TIMEOUT
+                if await self._vpn_link_up(vm_id):
+                    log.info("vpn link bounced: the guest asks for its address", vm_id=vm_id)
+
+    async def _vpn_link_up(self, vm_id: str) -> bool:
+        try:
+            await self._backend.set_vpn_link(vm_id, up=True)
+        except BackendError as error:
+            log.warning("vpn link not brought up", vm_id=vm_id, error=str(error))
+            return False
+        return True
 
     async def _outcome(self, outcome: OpOutcome) -> None:
         record = self._vms.get(outcome.vm_id)

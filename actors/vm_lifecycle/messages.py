@@ -7,6 +7,7 @@ from typing import Literal
 
 import msgspec
 
+from actors.vpn_router import LeasesChanged
 from golem_actor.adapters.backend import Endpoint, Observed
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.tenancy import Caller
@@ -174,6 +175,7 @@ LifecycleMsg = (
     | Tick
     | Observation
     | ObservationFailed
+    | LeasesChanged  # the vpn_router's: bounce these VMs' VPN links
 )
 
 __all__ = [

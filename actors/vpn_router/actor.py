@@ -34,6 +34,14 @@ casts at its start (`VmsKnown`: deleted while the router missed it). `GetVpnStat
 reads the counters; `GetMembership` hands out the rows with a version that grows on
 every change.
 
+A VM's guest is offered one address by DHCP: its row in the network of lowest id (its
+NIC's first member). When that address changes (a join, a move, leaving its last
+network), the router casts `LeasesChanged` to its watcher (vm_lifecycle, started later:
+a `try_cast`), which bounces the NIC's link so the guest asks again at once instead of
+at its lease's renewal (up to 30 s; systemd-networkd's first DISCOVERs back off further).
+A VM with a new address is named once its NIC is open here, so the DHCP exchange that
+the bounce starts finds the router listening; one that lost its address is named at once.
+
 Ownership is checked here, so the API cannot forget it: a network that is not the
 caller's answers `NetworkNotFound`, as one that does not exist.
 """
@@ -43,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -56,8 +64,9 @@ import trio
 from golem_actor.domain.tenancy import Caller
 from golem_actor.domain.vpn import link as link_rules, networks as rules
 from golem_actor.domain.vpn.addressing import guest_mac, nic_mac
-from golem_actor.domain.vpn.networks import VpnNetwork
+from golem_actor.domain.vpn.networks import Attachment, VpnNetwork
 from golem_actor.domain.vpn.switch import SwitchNetwork
+from golem_actor.kernel import ActorGone, Address
 from golem_actor.state_store import CorruptStateError, StateStore
 
 from .fabric import Fabric, Member, member_id
@@ -74,6 +83,7 @@ from .messages import (
     GetMembership,
     GetNetwork,
     GetVpnStats,
+    LeasesChanged,
     ListNetworks,
     Membership,
     NetRefused,
@@ -121,6 +131,17 @@ def _switch_network(network: VpnNetwork) -> SwitchNetwork:
     )
 
 
+def _offered(rows: Iterable[Attachment]) -> dict[str, str]:
+    """VM id -> the address DHCP offers its NIC: its row in the network of lowest id
+    (the NIC's first member, as the fabric picks it)."""
+    offered: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        held = offered.get(row.vm_id)
+        if held is None or row.network_id < held[0]:
+            offered[row.vm_id] = (row.network_id, row.ip)
+    return {vm_id: ip for vm_id, (_, ip) in offered.items()}
+
+
 def _refused(error: rules.NetRuleError) -> NetRefused:
     kind = next(k for cls, k in _KINDS if isinstance(error, cls))
     return NetRefused(kind, str(error))
@@ -136,6 +157,7 @@ class VpnRouter(LinkRouting):
         fabric: Fabric | None = None,
         kept: KeptPorts | None = None,
         link_dialer: Dialer | None = None,
+        lifecycle: Address[LeasesChanged] | None = None,
     ) -> None:
         """`vm_dir`: where a VM's directory is (its VPN NIC's sockets live there); None
         for a backend without VPN NICs. `kept`: the attached fd ports, shared by the
@@ -150,6 +172,8 @@ class VpnRouter(LinkRouting):
         self._membership = Membership(0, ())
         self._fd_members: dict[str, Member] = {}  # endpoint -> the member AttachPort made
         self._nics: dict[str, NicPort] = {}  # vm id -> the router's end of its VPN NIC
+        self._lifecycle = lifecycle
+        self._renew: set[str] = set()  # VMs whose offered address changed, not told yet
         if link_dialer is not None:
             self._dialer = link_dialer
 
@@ -190,6 +214,7 @@ class VpnRouter(LinkRouting):
                     self._nics[vm_id] = nic
                     self._attach(vm_id, nic)
                     log.info("vpn nic attached", vm_id=vm_id, connected=nic.connected)
+                self._tell_leases()
             case VmsGone(vm_ids=vm_ids):
                 await self._forget_vms(set(vm_ids))
             case VmsKnown(vm_ids=known):
@@ -439,6 +464,24 @@ class VpnRouter(LinkRouting):
         await self._store.save(REGISTRY, registry, schema_version=SCHEMA_VERSION)
         rows = rules.desired_membership(self._networks.values())
         if rows != self._membership.rows:
+            before = _offered(self._membership.rows)
             self._membership = Membership(self._membership.version + 1, rows)
+            after = _offered(rows)
+            self._renew |= {
+                v for v in before.keys() | after.keys() if before.get(v) != after.get(v)
+            }
         self._apply()
         log.info(event, network_id=network_id, **fields)
+        self._tell_leases()
+
+    def _tell_leases(self) -> None:
+        """Name the VMs whose offered address changed to vm_lifecycle: those with an
+        address once their NIC is open, those without one at once."""
+        if not self._renew:
+            return
+        offered = _offered(self._membership.rows)
+        ready = tuple(sorted(v for v in self._renew if v in self._nics or v not in offered))
+        self._renew -= set(ready)
+        if ready and self._lifecycle is not None:
+            with contextlib.suppress(ActorGone):
+                self._lifecycle.try_cast(LeasesChanged(ready))

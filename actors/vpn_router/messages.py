@@ -115,6 +115,14 @@ class VmsGone(msgspec.Struct, frozen=True):
     vm_ids: tuple[str, ...]
 
 
+class LeasesChanged(msgspec.Struct, frozen=True):
+    """The router's notice to vm_lifecycle: the address these VMs' VPN NICs are offered
+    by DHCP changed (joined, moved, or left their last network), so their guests should
+    ask again now rather than at their lease's renewal (a cast)."""
+
+    vm_ids: tuple[str, ...]
+
+
 class VmsKnown(msgspec.Struct, frozen=True):
     """vm_lifecycle's notice at its start: every VM of this node; memberships of VMs
     not among them (deleted while the router did not hear of it) go (a cast)."""

@@ -22,6 +22,7 @@ import dataclasses
 import itertools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.e2e
 
 NET = "/net-api/v1/net"
 JOIN_BOUND = 15.0  # seconds from a join to the address on the guest's eth1 (DHCP retries)
+MOVE_BOUND = 8.0  # seconds from a move (or a leave) to the guest's new address (or none)
 OVERCOMMIT = "2.0"  # three 1-core VMs on a 2-core host
 
 
@@ -97,11 +99,12 @@ async def until(check: Callable[[], Awaitable[bool]], bound: float, what: str) -
     raise AssertionError(f"not within {bound:g} s: {what}")
 
 
-async def wait_address(key: Path, vm: dict[str, Any], ip: str) -> None:
-    async def has_it() -> bool:
-        return await vpn_address(key, vm) == ip
+async def has_address(key: Path, vm: dict[str, Any], ip: str | None) -> bool:
+    return await vpn_address(key, vm) == ip
 
-    await until(has_it, JOIN_BOUND, f"{vm['name']} has {ip} on eth1")
+
+async def wait_address(key: Path, vm: dict[str, Any], ip: str) -> None:
+    await until(partial(has_address, key, vm, ip), JOIN_BOUND, f"{vm['name']} has {ip} on eth1")
 
 
 async def run(key: Path, vm: dict[str, Any], command: str) -> tuple[int, str]:
@@ -269,6 +272,21 @@ async def test_three_guests_talk_by_virtual_ip_inside_their_network_only(
         # B leaves: its traffic stops at once; it joins again: back
         await leave(one, b)
         assert not await pings(key, a, "10.20.0.3", count=1)
+        await join(one, b, "10.20.0.3")
+        await until(a_reaches_b, JOIN_BOUND, "A pings B after B joined again")
+
+        # B moves to another address while it runs (a remove, then an add): the node
+        # bounces its VPN link, so its guest asks again at once instead of at its lease's
+        # renewal (30 s); leaving takes the address off the guest just as fast
+        for new_ip in ("10.20.0.4", "10.20.0.3"):
+            moved_at = trio.current_time()
+            await leave(one, b)
+            await join(one, b, new_ip)
+            await until(partial(has_address, key, b, new_ip), MOVE_BOUND, f"B moved to {new_ip}")
+            assert trio.current_time() - moved_at < MOVE_BOUND
+            assert await pings(key, a, new_ip)
+        await leave(one, b)
+        await until(partial(has_address, key, b, None), MOVE_BOUND, "B's address gone")
         await join(one, b, "10.20.0.3")
         await until(a_reaches_b, JOIN_BOUND, "A pings B after B joined again")
 

@@ -110,3 +110,10 @@ class VmBackend(Protocol):
     async def list_owned(self) -> list[Observed]:
         """Every VM this node created and the backend still has."""
         ...
+
+    async def set_vpn_link(self, vm_id: str, *, up: bool) -> None:
+        """Set the carrier of the VM's VPN NIC, as a cable pulled or plugged in: a
+        guest's DHCP client that watches it starts over when it comes back. Setting
+        the state it has changes nothing for the guest. A backend without VPN NICs
+        does nothing."""
+        ...

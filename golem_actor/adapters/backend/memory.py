@@ -82,6 +82,12 @@ class MemoryBackend:
         await trio.lowlevel.checkpoint()
         return list(self.machines.values())
 
+    async def set_vpn_link(self, vm_id: str, *, up: bool) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check("vpn_link_up" if up else "vpn_link_down", vm_id)
+        if vm_id not in self.machines:
+            raise BackendError(f"no VM {vm_id}")
+
     def power_off(self, vm_id: str) -> None:
         """What a guest's own `poweroff` looks like from outside."""
         machine = self.machines[vm_id]

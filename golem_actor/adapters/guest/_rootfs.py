@@ -14,8 +14,8 @@ under TCG than a gzip one):
   test guest goes through ``nc.openbsd -u``;
 * the kernel modules of the :class:`ModulePlan` with ``modules.dep``/``modules.alias``;
 * our scripts (package data in ``files/``): ``/init``, ``/etc/inittab``, ``/etc/rc``, the
-  acpid power-button handler, the udhcpc hooks (user networking, the VPN NIC) and the
-  cloud-config key reader;
+  acpid power-button handler, the udhcpc hooks (user networking, the VPN NIC), the VPN
+  NIC's carrier watcher and the cloud-config key reader;
 * ``/etc/passwd``, ``group``, ``shadow`` with root only (``/etc/rc`` adds ``ubuntu`` and
   seed-named users at boot), ``/etc/shells`` (dropbear refuses shells not listed there).
 """
@@ -37,6 +37,7 @@ GUEST_FILES = (
     "power-button",
     "udhcpc.script",
     "vpn-dhcp.script",
+    "vpn-carrier",
     "cloud-keys.awk",
 )
 LIBDIR = "lib/x86_64-linux-gnu"
@@ -144,6 +145,7 @@ def write_initramfs(
         cpio.file("etc/acpi/PWRF/00000080", guest_file("power-button"), mode=0o755)
         cpio.file("etc/udhcpc/default.script", guest_file("udhcpc.script"), mode=0o755)
         cpio.file("etc/udhcpc/vpn.script", guest_file("vpn-dhcp.script"), mode=0o755)
+        cpio.file("etc/golem/vpn-carrier", guest_file("vpn-carrier"), mode=0o755)
         cpio.file("etc/golem/cloud-keys.awk", guest_file("cloud-keys.awk"))
         for name, (text, mode) in _ETC_TEXT.items():
             cpio.file(name, text.encode(), mode=mode)

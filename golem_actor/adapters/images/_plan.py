@@ -132,6 +132,10 @@ RequiredForOnline=no
 DHCP=ipv4
 LinkLocalAddressing=no
 IPv6AcceptRA=no
+# The node bounces this link when the address it offers the VM changes (a join, a move,
+# the last network left): drop the lease then, so the carrier's return starts DHCP over
+# (systemd 252 keeps the lease across a carrier loss otherwise, until its renewal).
+IgnoreCarrierLoss=no
 
 [DHCPv4]
 UseGateway=no

@@ -205,6 +205,10 @@ class MultipassBackend:
             return Observed(vm_id=vm_id, state=BackendState.MISSING)
         return observe_info(vm_id, info)
 
+    async def set_vpn_link(self, vm_id: str, *, up: bool) -> None:
+        """Multipass instances have no VPN NIC (the VPN needs the QEMU backend)."""
+        await trio.lowlevel.checkpoint()
+
     async def list_owned(self) -> list[Observed]:
         """Owned instances by ``multipass list`` (no sizes: resources are None).
 

@@ -43,6 +43,7 @@ Accel = Literal["tcg", "kvm"]
 DiskFormat = Literal["qcow2", "raw"]
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 VPN_NIC_SLOT = 9  # the VPN NIC's PCI slot: images find it there (udev ID_PATH)
+VPN_NETDEV = "vpn0"  # the VPN NIC's netdev: QMP `set_link` names it
 
 
 class QemuSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,10 +161,10 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
     if spec.vpn_mac is not None:
         argv += [
             "-netdev",
-            f"dgram,id=vpn0,local.type=unix,local.path={qemu_opt(spec.vpn_local)}"
+            f"dgram,id={VPN_NETDEV},local.type=unix,local.path={qemu_opt(spec.vpn_local)}"
             f",remote.type=unix,remote.path={qemu_opt(spec.vpn_remote)}",
             "-device",
-            f"virtio-net-pci,netdev=vpn0,mac={spec.vpn_mac},host_mtu={spec.vpn_mtu}"
+            f"virtio-net-pci,netdev={VPN_NETDEV},mac={spec.vpn_mac},host_mtu={spec.vpn_mtu}"
             f",addr={VPN_NIC_SLOT:#x},romfile=",
         ]
     argv += ["-device", "virtio-rng-pci"]

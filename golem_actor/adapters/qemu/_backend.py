@@ -57,6 +57,7 @@ from golem_actor.adapters.backend import (
 from golem_actor.adapters.guest import render_meta_data, render_user_data
 from golem_actor.adapters.qemu import _process, _vmdir
 from golem_actor.adapters.qemu._accel import probe_accel
+from golem_actor.adapters.qemu._argv import VPN_NETDEV
 from golem_actor.adapters.qemu._boot import BootConfig, provision, start_pasta, start_qemu, tail
 from golem_actor.adapters.qemu._images import ImageStore
 from golem_actor.adapters.qemu._network import (
@@ -232,6 +233,11 @@ class QemuBackend:
             if observed.state is not BackendState.MISSING:
                 owned.append(observed)
         return owned
+
+    async def set_vpn_link(self, vm_id: str, *, up: bool) -> None:
+        paths = _vmdir.check_vm_id(self._vms_dir, vm_id)
+        async with self._qmp(paths) as qmp:
+            await qmp.execute("set_link", {"name": VPN_NETDEV, "up": up})
 
     # -- accelerator ------------------------------------------------------------------
 
