@@ -249,12 +249,14 @@ def _advert_families(advert: AdvertState) -> Iterator[Metric]:
         phase.add_metric([name], 1 if advert.phase == name else 0)
     yield phase
     yield CounterMetricFamily(
-        "golem_advert_posts", "Adverts the discovery server took", value=advert.posts
+        "golem_advert_posts",
+        "Adverts taken where the node advertises (discovery server, Golem Base or both)",
+        value=advert.posts,
     )
     if advert.last_accepted_at is not None:
         yield GaugeMetricFamily(
             "golem_advert_last_accepted_timestamp_seconds",
-            "When the server last took the advert (Unix seconds)",
+            "When the advert was last taken where the node advertises (Unix seconds)",
             value=advert.last_accepted_at,
         )
 

@@ -77,6 +77,7 @@ def resolve_settings(
     merged["data_dir"] = data_dir
     origins.setdefault("data_dir", data_raw)
 
+    _development_overrides(merged, origins)
     try:
         settings = msgspec.convert(merged, Settings)
     except msgspec.ValidationError as exc:  # every field was checked: a bug if it happens
@@ -90,6 +91,25 @@ def resolve_settings(
         ignored=tuple(sorted({n for layer in layers for n in layer.ignored})),
         origins={name: f"{raw.name} ({raw.source})" for name, raw in origins.items()},
     )
+
+
+# Upstream's development mode reads Golem Base from GOLEM_BASE_DEV_* when they are set.
+_DEVELOPMENT_URLS = {
+    "golem_base_rpc_url": "golem_base_dev_rpc_url",
+    "golem_base_ws_url": "golem_base_dev_ws_url",
+}
+
+
+def _development_overrides(merged: dict[str, Any], origins: dict[str, Raw]) -> None:
+    """With ENVIRONMENT=development, a non-empty dev URL replaces its Golem Base URL
+    (and `origins` says where it came from)."""
+    environment = merged.get("environment", Settings().environment)
+    if environment != "development":
+        return
+    for field, dev in _DEVELOPMENT_URLS.items():
+        if merged.get(dev):
+            merged[field] = merged[dev]
+            origins[field] = origins[dev]
 
 
 def _scan_cli(cli: Mapping[str, object]) -> Layer:

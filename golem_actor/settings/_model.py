@@ -63,6 +63,13 @@ OptionalHttpUrl = Annotated[
 WsUrl = Annotated[
     str, msgspec.Meta(pattern=r"^wss?://\S+$", extra={"expected": "a ws:// or wss:// URL"})
 ]
+OptionalWsUrl = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(wss?://\S+)?$",
+        extra={"expected": "a ws:// or wss:// URL, or an empty string"},
+    ),
+]
 UrlList = Annotated[
     list[HttpUrl],
     msgspec.Meta(extra={"expected": "a JSON array or a comma-separated list of http(s):// URLs"}),
@@ -176,6 +183,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     discovery_url: HttpUrl = "http://discovery.golem.network:9001"
     golem_base_rpc_url: HttpUrl = "https://ethwarsaw.holesky.golemdb.io/rpc"
     golem_base_ws_url: WsUrl = "wss://ethwarsaw.holesky.golemdb.io/rpc/ws"
+    # Upstream's development overrides of the two (GOLEM_BASE_DEV_*, with the prefix or
+    # without): with ENVIRONMENT=development a non-empty one replaces its URL at load.
+    golem_base_dev_rpc_url: OptionalHttpUrl = ""
+    golem_base_dev_ws_url: OptionalWsUrl = ""
     # Golem Base: checked every third of this (s); an entity lives twice this many blocks.
     golem_base_advertisement_interval: PositiveInt = 3600
     # The PoW faucet that pays Golem Base gas (testnets; empty FAUCET_URL: none).
@@ -266,6 +277,8 @@ ALIASES: dict[str, str] = {
     "GOLEM_PROVIDER_COUNTRY": "provider_country",
     "GOLEM_ENVIRONMENT": "environment",
     "GOLEM_PROVIDER_DISCOVERY_ADVERTISEMENT_INTERVAL": "advertisement_interval",
+    "GOLEM_BASE_DEV_RPC_URL": "golem_base_dev_rpc_url",
+    "GOLEM_BASE_DEV_WS_URL": "golem_base_dev_ws_url",
 }
 
 # Upstream variables that are not settings: accepted and ignored. A non-empty reason means the

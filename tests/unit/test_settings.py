@@ -430,6 +430,27 @@ def test_unprefixed_golem_environment(data_dir: Path) -> None:
     assert settings_error(env).variable == "GOLEM_ENVIRONMENT"
 
 
+def test_golem_base_dev_urls_replace_the_urls_in_development_only(data_dir: Path) -> None:
+    dev = {
+        "GOLEM_BASE_DEV_RPC_URL": "http://127.0.0.1:8545/rpc",  # upstream's unprefixed name
+        "GOLEM_PROVIDER_GOLEM_BASE_DEV_WS_URL": "ws://127.0.0.1:8545/rpc/ws",
+    }
+    production = resolve_settings(env=base_env(data_dir) | dev).settings
+    assert production.golem_base_rpc_url == "https://ethwarsaw.holesky.golemdb.io/rpc"
+    assert production.golem_base_ws_url == "wss://ethwarsaw.holesky.golemdb.io/rpc/ws"
+    env = base_env(data_dir) | dev | {"GOLEM_ENVIRONMENT": "development"}
+    loaded = resolve_settings(env=env)
+    assert loaded.settings.golem_base_rpc_url == "http://127.0.0.1:8545/rpc"
+    assert loaded.settings.golem_base_ws_url == "ws://127.0.0.1:8545/rpc/ws"
+    assert loaded.origins["golem_base_rpc_url"] == "GOLEM_BASE_DEV_RPC_URL (environment)"
+    only_rpc = base_env(data_dir) | {"GOLEM_ENVIRONMENT": "development"}
+    only_rpc["GOLEM_BASE_DEV_RPC_URL"] = "http://127.0.0.1:8545/rpc"
+    kept = load_settings(env=only_rpc)
+    assert kept.golem_base_ws_url == "wss://ethwarsaw.holesky.golemdb.io/rpc/ws"  # unset: kept
+    bad = base_env(data_dir) | {"GOLEM_BASE_DEV_WS_URL": "http://not-a-websocket"}
+    assert settings_error(bad).variable == "GOLEM_BASE_DEV_WS_URL"
+
+
 def test_golem_environment_in_the_dotenv(data_dir: Path) -> None:
     write_dotenv(data_dir, "GOLEM_ENVIRONMENT=development\n")
     assert load_settings(env=base_env(data_dir)).environment == "development"
