@@ -66,15 +66,13 @@ from golem_actor.domain.vpn.networks import VpnNetwork
 from golem_actor.kernel import CallTimeout
 
 from .context import ApiContext
-from .net_api import NET_API_PREFIXES, ErrorMessage, NetApiError, caller_from
+from .gate_paths import RAW_PATH, TCP_PATH
+from .net_api import ErrorMessage, NetApiError, caller_from
 
 __all__ = ["GateRoutes"]
 
 log = structlog.get_logger("golem_actor.api")
 _encoder = msgspec.json.Encoder()
-_PREFIXES = "|".join(re.escape(p) for p in NET_API_PREFIXES)
-TCP_PATH = re.compile(rf"^(?:{_PREFIXES})/net/([^/]+)/tcp/([^/]+)/([^/]+)$")
-RAW_PATH = re.compile(rf"^(?:{_PREFIXES})/net/([^/]+)/raw/from/([^/]+)/to/([^/]+)$")
 CLOSE_GONE = 1001  # the network was removed under the gate
 MAX_FRAME = 65535
 

@@ -4,12 +4,16 @@ Why: one client must not be able to use up the node's work for everyone else. A 
 its TCP source address (an IPv6 /64 counts as one); each gets two token buckets, one for
 reading routes and one for mutating ones, and at most a few synchronous creates running
 at once. Past a limit the answer is 429 with `Retry-After` and a JSON `detail`, before the
-app reads anything. The operator's token is exempt: the host's own operator is not
-throttled by their node. This is an ASGI wrapper around the app, so the routes know
-nothing of it; the buckets are the ones the port-check and discovery servers use
-(golem_actor.ratelimit). The head size (hypercorn's own bound only covers a head still
-arriving) and the time a body may take are checked here too; the idle and header
-timeouts are hypercorn's, set by the actor from the same `ApiLimits`.
+app reads anything. A Net API gate handshake (a websocket that opens a TCP connection
+inside a network, or a raw port) takes a token of the changing bucket too, refused with a
+429 before the upgrade; the links between nodes have their own admission
+(link_admission.py), since a node's reconnects must not starve behind its tenants. The
+operator's token is exempt: the host's own operator is not throttled by their node. This
+is an ASGI wrapper around the app, so the routes know nothing of it; the buckets are the
+ones the port-check and discovery servers use (golem_actor.ratelimit). The head size
+(hypercorn's own bound only covers a head still arriving) and the time a body may take
+are checked here too; the idle and header timeouts are hypercorn's, set by the actor
+from the same `ApiLimits`.
 """
 
 from __future__ import annotations
@@ -29,10 +33,14 @@ from hypercorn.typing import (
     ASGISendEvent,
     HTTPScope,
     Scope,
+    WebsocketResponseBodyEvent,
+    WebsocketResponseStartEvent,
+    WebsocketScope,
 )
 
 from golem_actor.ratelimit import InFlight, RateLimiter
 
+from .gate_paths import is_gate_path
 from .link_admission import peer_key
 from .schemas import ErrorBody
 
@@ -95,10 +103,40 @@ class RequestLimits:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-        else:
+        if scope["type"] == "http":
             await self._http(scope, receive, send)
+        elif scope["type"] == "websocket" and is_gate_path(scope["path"]):
+            await self._gate(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _gate(
+        self, scope: WebsocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        key = client_key(scope)
+        wait = None if self._is_operator(scope) else self.writes.acquire(key, trio.current_time())
+        if wait is None:
+            self._limited.discard(key)
+            await self.app(scope, receive, send)
+            return
+        detail = f"too many gate connections opened from {key}; retry in {wait:.1f} s"
+        self._note_refusal(key, scope["path"], detail)
+        body = _encoder.encode({"message": detail, "detail": detail})  # the Net API's shape
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", RateLimiter.retry_after_header(wait).encode()),
+        ]
+        await send(
+            WebsocketResponseStartEvent(
+                type="websocket.http.response.start", status=429, headers=headers
+            )
+        )
+        await send(
+            WebsocketResponseBodyEvent(
+                type="websocket.http.response.body", body=body, more_body=False
+            )
+        )
 
     async def _http(
         self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -175,7 +213,7 @@ class RequestLimits:
         self._limited.add(key)
         log.warning("client limited", client=key, path=path, detail=detail)
 
-    def _is_operator(self, scope: HTTPScope) -> bool:
+    def _is_operator(self, scope: HTTPScope | WebsocketScope) -> bool:
         for name, value in scope["headers"]:
             if name.lower() == b"authorization":
                 scheme, _, token = value.partition(b" ")
@@ -235,6 +273,6 @@ class _Replay:
         return await self._receive()
 
 
-def client_key(scope: HTTPScope) -> str:
+def client_key(scope: HTTPScope | WebsocketScope) -> str:
     """Whose buckets a request uses: its source address (an IPv6 /64 as one)."""
     return peer_key(scope["client"])

@@ -52,10 +52,10 @@ from golem_actor.domain.vpn.networks import VpnNetwork, vms_seen_by
 from golem_actor.kernel import CallTimeout
 
 from .context import ApiContext
+from .gate_paths import NET_API_PREFIXES
 
 __all__ = ["NET_API_PREFIXES", "register_net_api"]
 
-NET_API_PREFIXES = ("/net-api/v1", "/net-api/v2/vpn")
 MAX_TOKEN = 512
 _STATUS_OF_REFUSAL = {"invalid": 400, "taken": 409, "limit": 409}
 _encoder = msgspec.json.Encoder()

@@ -6,6 +6,7 @@ loopback address (127.0.0.1, .2, .3 all reach the node listening on 127.0.0.1).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,55 @@ async def test_request_heads_past_the_header_limit_are_refused_and_429_is_docume
         too_big = await client.get(f"{api.url}/health", headers={"X-Pad": "a" * 10_000})
         assert too_big.status_code in (400, 431)
         assert (await client.get(f"{api.url}/health")).status_code == 200
+
+
+async def _handshake(
+    url: str, token: str, local: str = "127.0.0.1"
+) -> tuple[int, bytes, dict[bytes, bytes]]:
+    """A gate handshake from `local`: the status, body and headers of its refusal."""
+    parts = urlsplit(url)
+    stream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 80, local_address=local)
+    async with stream:
+        await stream.send_all(
+            f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        )
+        data = b""
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some(4096)
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            headers = dict(line.lower().split(b": ", 1) for line in lines[1:])
+            while len(body) < int(headers.get(b"content-length", b"0")):
+                body += await stream.receive_some(4096)
+        return int(lines[0].split()[1]), body, headers
+
+
+async def test_gate_handshakes_take_the_changing_budget_before_any_upgrade(
+    tmp_path: Path,
+) -> None:
+    """A gate opens a TCP connection inside a network: a tenant cannot open them without
+    bound. Past the budget the handshake is a 429 (Retry-After, the Net API's error shape)
+    before the gate looks at anything; the operator and other addresses go on."""
+    limits: dict[str, Any] = {"api_rate_write_burst": 2, "api_rate_write_per_minute": 1.0}
+    async with running_api(tmp_path, **limits) as api:
+        root = api.url.removesuffix("/api/v1").replace("http://", "ws://")
+        gate = f"{root}/net-api/v1/net/no-such-network/tcp/10.0.0.2/22"
+        seen = [(await _handshake(gate, "a-tenant-token"))[0] for _ in range(3)]
+        assert seen == [404, 404, 429]  # two reach the gate (no such network), then refused
+        status, body, headers = await _handshake(gate, "a-tenant-token")
+        assert status == 429
+        assert 1 <= int(headers[b"retry-after"]) <= 60
+        assert "too many gate connections" in json.loads(body)["message"]
+        assert (await _handshake(gate, "a-tenant-token", local="127.0.0.2"))[0] == 404
+        assert (await _handshake(gate, OPERATOR_TOKEN))[0] == 404  # the operator is exempt
+        # plain HTTP on the Net API shares the same budget: this address has none left
+        async with client_from("127.0.0.1") as client:
+            made = await client.post(
+                f"{api.url.removesuffix('/api/v1')}/net-api/v1/net",
+                json={"ip": "10.0.0.0/24"},
+                headers=bearer("a-tenant-token"),
+            )
+            assert made.status_code == 429
