@@ -24,7 +24,7 @@ from test_debian_guest import debian_image  # noqa: F401  (the session fixture)
 from golem_actor.adapters.images import DebianImage
 
 pytestmark = pytest.mark.e2e
-MOVE_BOUND = 10.0  # seconds from a move to the new address in the guest
+MOVE_BOUND = 15.0  # s from a move to the new address in the guest: 2.4 s measured, 28 s unbounced
 
 
 @pytest.fixture
