@@ -28,8 +28,9 @@ def bounces(backend: MemoryBackend, vm_id: str) -> list[str]:
 
 
 async def bounced(backend: MemoryBackend, vm_id: str, times: int) -> None:
-    """Until the link went down and came back up `times` times in all."""
-    with trio.fail_after(5):
+    """Until the link went down and came back up `times` times in all (a NIC tick and a
+    1 s bounce: about 2 s; the bound leaves room for a loaded machine)."""
+    with trio.fail_after(15):
         while bounces(backend, vm_id) != ["vpn_link_down", "vpn_link_up"] * times:  # noqa: ASYNC110
             await trio.sleep(0.05)
 
