@@ -7,7 +7,9 @@ range shown inclusive (`50800-50899` for the JSON range `[50800, 50900)`). A ver
 check, when given, adds a last `Version` line and the JSON `version` object. The price
 state, when known to the report, adds a `Pricing` block and the JSON `pricing` object (each
 rate with its `age_seconds`); the advert's state an `Advert` block and the JSON `advert`
-object (where, phase, why, when last accepted and what). Ages are counted from `now`.
+object (where, phase, why, when last accepted and what); the VPN's summary a `VPN`
+block and the JSON `vpn` object (networks, VM addresses, open NICs, frames routed and
+dropped, each link to another node). Ages are counted from `now`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from golem_actor.adapters.pypi import UpdateCheck, UpdateStatus
 from golem_actor.domain.advertising import AdvertState
 from golem_actor.domain.port_verdict import StatusReport
 from golem_actor.domain.pricing import PriceInfo, RateInfo
+from golem_actor.domain.vpn.status import VpnStatus
 
 __all__ = ["LABEL_WIDTH", "render_json", "render_tty", "status_document"]
 
@@ -154,6 +157,35 @@ def _advert_lines(state: AdvertState, now: float) -> list[str]:
     return lines
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _vpn_lines(vpn: VpnStatus) -> list[str]:
+    down = [link for link in vpn.links if not link.up]
+    mark = FAIL_MARK if down else OK_MARK
+    headline = ", ".join(
+        (
+            _count(vpn.networks, "network", "networks"),
+            _count(vpn.vm_addresses, "VM address", "VM addresses"),
+            _count(vpn.nics_open, "port open", "ports open"),
+        )
+    )
+    lines = [_line("VPN", f"{mark} {headline}")]
+    lines.append(_line("  Routed", _count(vpn.frames_routed, "frame", "frames")))
+    if vpn.dropped:
+        lines.append(
+            _line("  Dropped", ", ".join(f"{reason} {n}" for reason, n in vpn.dropped.items()))
+        )
+    for link in vpn.links:
+        state = f"{OK_MARK} up" if link.up else f"{FAIL_MARK} down"
+        text = f"{state} — {link.location} (network {link.network_id})"
+        if not link.up and link.last_error:
+            text += f": {link.last_error}"
+        lines.append(_line("  Link", text))
+    return lines
+
+
 def render_tty(
     report: StatusReport, *, update: UpdateCheck | None = None, now: float | None = None
 ) -> str:
@@ -198,6 +230,8 @@ def render_tty(
         lines += ["", *_pricing_lines(report.pricing, now)]
     if report.advert is not None:
         lines += ["", *_advert_lines(report.advert, now)]
+    if report.vpn is not None:
+        lines += ["", *_vpn_lines(report.vpn)]
     if update is not None:
         lines += ["", _line("Version", _version_text(update))]
     return "\n".join(lines) + "\n"
@@ -242,7 +276,7 @@ def status_document(
     report: StatusReport, *, update: UpdateCheck | None = None, now: float | None = None
 ) -> dict[str, Any]:
     """The `--json` document as plain data: `version`, `multipass`, `ports`, `overall`,
-    then what the seed's layout does not have: `pricing`, `advert`."""
+    then what the seed's layout does not have: `pricing`, `advert`, `vpn`."""
     now = time.time() if now is None else now
     document: dict[str, Any] = {}
     if update is not None:
@@ -257,6 +291,8 @@ def status_document(
         document["pricing"] = _pricing_document(report.pricing, now)
     if report.advert is not None:
         document["advert"] = _advert_document(report.advert, now)
+    if report.vpn is not None:
+        document["vpn"] = msgspec.to_builtins(report.vpn)
     return document
 
 

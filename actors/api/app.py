@@ -34,11 +34,13 @@ from actors.vm_lifecycle import (
     VmView,
     WaitVm,
 )
+from actors.vpn_router import GetMembership, GetVpnStats, ListNetworks
 from golem_actor.domain.port_verdict import StatusReport
 from golem_actor.domain.resources import Resources
 from golem_actor.domain.tenancy import Caller, token_digest
 from golem_actor.domain.vm_machine import VmStatus
 from golem_actor.domain.vm_request import check_name, check_ssh_key, normalise_resources
+from golem_actor.domain.vpn.status import VpnStatus, vpn_status
 from golem_actor.kernel import CallFailed, CallTimeout
 from golem_actor.keys import generate_ssh_keypair
 
@@ -470,6 +472,7 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
         if context.observed is not None:
             advert = await context.observed.advertiser.call(GetAdvertState())
             report = msgspec.structs.replace(report, advert=advert)
+        report = msgspec.structs.replace(report, vpn=await _vpn_status(context))
         return json_response(report)
 
     @route(
@@ -484,6 +487,21 @@ def _admin_routes(router: Router, context: ApiContext) -> None:
         log.warning("shutdown requested through the API")
         context.stop.request_stop("api")  # the same graceful path as `golem-provider stop`
         return json_response(Health(status="stopping", version=context.version), 202)
+
+
+async def _vpn_status(context: ApiContext) -> VpnStatus:
+    vpn = context.vpn_router
+    stats = await vpn.call(GetVpnStats())
+    networks = await vpn.call(ListNetworks(Caller(operator=True)))
+    membership = await vpn.call(GetMembership())
+    return vpn_status(
+        networks=len(networks),
+        vm_addresses=len(membership.rows),
+        endpoints=stats.endpoints,
+        totals=stats.totals,
+        drops=stats.drops,
+        links=stats.links,
+    )
 
 
 def _load_info(report: CapacityReport) -> HostLoadInfo | None:

@@ -32,6 +32,7 @@ import msgspec
 from golem_actor.domain.pricing import PriceInfo
 
 from .advertising import AdvertState
+from .vpn.status import VpnStatus
 
 __all__ = [
     "ExternalStatus",
@@ -175,6 +176,7 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     backend: BackendCheck | None = None
     pricing: PriceInfo | None = None  # the prices and their rates' state
     advert: AdvertState | None = None  # where the node advertises and how that stands
+    vpn: VpnStatus | None = None  # the Golem VPN's networks, NICs, drops and links
 
 
 _EXTERNAL = {

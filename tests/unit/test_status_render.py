@@ -20,6 +20,7 @@ from golem_actor.domain.port_verdict import (
     build_status,
 )
 from golem_actor.domain.pricing import RateReading, UsdPrices, price_info
+from golem_actor.domain.vpn.status import vpn_status
 from golem_actor.status_render import render_json, render_tty, status_document
 
 R, U, K = Verdict.REACHABLE, Verdict.UNREACHABLE, Verdict.UNKNOWN
@@ -332,3 +333,42 @@ def test_json_adds_the_advert_and_the_rates_ages_after_the_seeds_keys() -> None:
         "resources": {"cpu": 2, "memory": 11, "storage": 160},
         "pricing": {"usd_per_core_month": 5.0, "glm_per_core_month": 20.0},
     }
+
+
+def vpn_report() -> StatusReport:
+    vpn = vpn_status(
+        networks=2,
+        vm_addresses=3,
+        endpoints=("vm-a", "vm-b", "gate", "link-1", "link-2"),
+        totals={"frames_out": 1234, "frames_in": 1300},
+        drops={"spoofed": 3, "too_big": 0, "no_route": 2},
+        links={
+            "link-1": {"network_id": "n1", "location": "ws://b:7466/x", "up": 1,
+                       "failures": 1, "last_error": "refused"},
+            "link-2": {"network_id": "n2", "location": "ws://c:7466/y", "up": 0,
+                       "failures": 4, "last_error": "HTTP 403: bad secret"},
+        },
+    )  # fmt: skip
+    return msgspec.structs.replace(report(), vpn=vpn)
+
+
+def test_tty_sums_up_the_vpn_and_says_which_link_is_down_and_why() -> None:
+    text = render_tty(vpn_report())
+    assert "VPN             ❌ 2 networks, 3 VM addresses, 3 ports open\n" in text
+    assert "  Routed        1234 frames\n" in text
+    assert "  Dropped       no_route 2, spoofed 3\n" in text  # only reasons that happened
+    assert "  Link          ✅ up — ws://b:7466/x (network n1)\n" in text  # an old error hidden
+    assert "  Link          ❌ down — ws://c:7466/y (network n2): HTTP 403: bad secret\n" in text
+    quiet = vpn_status(networks=0, vm_addresses=0, endpoints=(), totals={}, drops={}, links={})
+    text = render_tty(msgspec.structs.replace(report(), vpn=quiet))
+    assert "VPN             ✅ 0 networks, 0 VM addresses, 0 ports open\n" in text
+    assert "  Dropped" not in text
+    assert "  Link" not in text
+
+
+def test_json_adds_the_vpn_last() -> None:
+    document = json.loads(render_json(vpn_report()))
+    assert list(document) == ["ports", "overall", "vpn"]
+    assert document["vpn"]["nics_open"] == 3
+    assert document["vpn"]["dropped"] == {"no_route": 2, "spoofed": 3}
+    assert [link["up"] for link in document["vpn"]["links"]] == [True, False]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 from lifecycle_harness import ApiNode, running_api
-from test_api import bearer, body
+from test_api import OPERATOR, bearer, body
 
 ALICE, BOB = bearer("alice-token-0123456789"), bearer("bob-token-9876543210")
 
@@ -28,6 +28,12 @@ async def test_a_vm_joins_its_networks_at_create(tmp_path: Path) -> None:
         for network, ip in ((one, "10.1.0.7"), (two, "10.2.0.7")):
             nodes = await client.get(f"{net_url(node)}/{network['id']}/nodes", headers=ALICE)
             assert nodes.json() == [{"id": vm_id, "ip": ip}]
+        # the operator's status counts them (`golem-provider status` shows this block)
+        status = await client.get(f"{node.url}/admin/status", headers=OPERATOR)
+        assert status.status_code == 200, status.text
+        vpn = status.json()["vpn"]
+        assert (vpn["networks"], vpn["vm_addresses"], vpn["links"]) == (2, 2, [])
+        assert vpn["dropped"] == {}
 
 
 async def test_bad_networks_are_refused_before_any_vm_exists(tmp_path: Path) -> None:
