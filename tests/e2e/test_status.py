@@ -67,6 +67,7 @@ async def test_status_with_and_without_the_node(tmp_path: Path, checkers: tuple[
     assert offline["ports"]["ssh"]["usable_free"] == 6
     assert offline["advert"]["phase"] == "disabled"
     assert offline["advert"]["why"] == "the node is not running"
+    assert "vpn" not in offline  # only a running node has a VPN to sum up
 
     await node.start()
     try:
@@ -88,9 +89,12 @@ async def test_status_with_and_without_the_node(tmp_path: Path, checkers: tuple[
         assert document["backend"]["kind"] == "qemu"
         assert document["version"]["update_available"] is False  # the index is unreachable
         assert document["advert"]["why"] != "the node is not running"  # the node's own
+        vpn = document["vpn"]
+        assert (vpn["networks"], vpn["vm_addresses"], vpn["links"]) == (0, 0, [])
         code, tty = await status(node)
         assert tty.startswith("Overall         Healthy\n")
         assert f"SSH Ports       {node.ports.start}-{node.ports.stop - 1} — OK" in tty
         assert "update check unavailable" in tty
+        assert "VPN             ✅ 0 networks, 0 VM addresses, 0 ports open\n" in tty
     finally:
         await node.stop()
