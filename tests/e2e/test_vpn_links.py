@@ -152,11 +152,22 @@ async def test_vms_on_two_nodes_talk_over_a_link_that_survives_a_node_kill(
         # SIGKILL of node B (its guest keeps running), then a restart: the links come back
         node_b.kill()
         await until(_not(a_reaches_b), 10, "A no longer reaches B while node B is down")
+
+        async def a_shows_the_link_down() -> bool:  # what `golem-provider status` shows
+            status = await client.get(f"{node_a.url}/admin/status", headers=node_a.operator)
+            links = status.json()["vpn"]["links"]
+            return len(links) == 1 and not links[0]["up"] and bool(links[0]["last_error"])
+
+        await until(a_shows_the_link_down, 10, "A's status shows its link down, and why")
         await node_b.start()
         await until(a_reaches_b, LINK_BOUND, "A pings B after node B's restart")
         assert await pings(key, b, "10.30.0.2")
         stats_a = await vpn_links(client, node_a)
         assert stats_a[0]["drops"] >= 1, stats_a
+        status = await client.get(f"{node_a.url}/admin/status", headers=node_a.operator)
+        vpn = status.json()["vpn"]
+        assert [link["up"] for link in vpn["links"]] == [True], vpn
+        assert (vpn["networks"], vpn["vm_addresses"]) == (1, 1), vpn
 
         # strangers who never authenticate are bounded per source: the next one is refused
         async with trio.open_nursery() as strangers:
