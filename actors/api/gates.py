@@ -32,7 +32,6 @@ from ipaddress import AddressValueError, IPv4Address
 from typing import Any
 from urllib.parse import parse_qs
 
-import msgspec
 import structlog
 import trio
 from hypercorn.typing import (
@@ -42,8 +41,6 @@ from hypercorn.typing import (
     Scope,
     WebsocketAcceptEvent,
     WebsocketCloseEvent,
-    WebsocketResponseBodyEvent,
-    WebsocketResponseStartEvent,
     WebsocketScope,
     WebsocketSendEvent,
 )
@@ -66,13 +63,12 @@ from golem_actor.domain.vpn.networks import VpnNetwork
 from golem_actor.kernel import CallTimeout
 
 from .context import ApiContext
-from .gate_paths import RAW_PATH, TCP_PATH
-from .net_api import ErrorMessage, NetApiError, caller_from
+from .gate_paths import RAW_PATH, TCP_PATH, refuse_handshake
+from .net_api import NetApiError, caller_from
 
 __all__ = ["GateRoutes"]
 
 log = structlog.get_logger("golem_actor.api")
-_encoder = msgspec.json.Encoder()
 CLOSE_GONE = 1001  # the network was removed under the gate
 MAX_FRAME = 65535
 
@@ -124,18 +120,7 @@ class AsgiWebsocket:
         )
 
     async def reject(self, status: int, message: str) -> None:
-        body = _encoder.encode(ErrorMessage(message=message, detail=message))
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await self._send(
-            WebsocketResponseStartEvent(
-                type="websocket.http.response.start", status=status, headers=headers
-            )
-        )
-        await self._send(
-            WebsocketResponseBodyEvent(
-                type="websocket.http.response.body", body=body, more_body=False
-            )
-        )
+        await refuse_handshake(self._send, status, message)
 
 
 Gate = Callable[[AsgiWebsocket, WebsocketScope, tuple[str, ...]], Awaitable[None]]

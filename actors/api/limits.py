@@ -33,14 +33,12 @@ from hypercorn.typing import (
     ASGISendEvent,
     HTTPScope,
     Scope,
-    WebsocketResponseBodyEvent,
-    WebsocketResponseStartEvent,
     WebsocketScope,
 )
 
 from golem_actor.ratelimit import InFlight, RateLimiter
 
-from .gate_paths import is_gate_path
+from .gate_paths import is_gate_path, refuse_handshake
 from .link_admission import peer_key
 from .schemas import ErrorBody
 
@@ -121,22 +119,8 @@ class RequestLimits:
             return
         detail = f"too many gate connections opened from {key}; retry in {wait:.1f} s"
         self._note_refusal(key, scope["path"], detail)
-        body = _encoder.encode({"message": detail, "detail": detail})  # the Net API's shape
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", RateLimiter.retry_after_header(wait).encode()),
-        ]
-        await send(
-            WebsocketResponseStartEvent(
-                type="websocket.http.response.start", status=429, headers=headers
-            )
-        )
-        await send(
-            WebsocketResponseBodyEvent(
-                type="websocket.http.response.body", body=body, more_body=False
-            )
-        )
+        retry = RateLimiter.retry_after_header(wait).encode()
+        await refuse_handshake(send, 429, detail, [(b"retry-after", retry)])
 
     async def _http(
         self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable

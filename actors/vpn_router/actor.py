@@ -51,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ import trio
 from golem_actor.domain.tenancy import Caller
 from golem_actor.domain.vpn import link as link_rules, networks as rules
 from golem_actor.domain.vpn.addressing import guest_mac, nic_mac
-from golem_actor.domain.vpn.networks import Attachment, VpnNetwork
+from golem_actor.domain.vpn.networks import VpnNetwork
 from golem_actor.domain.vpn.switch import SwitchNetwork
 from golem_actor.kernel import ActorGone, Address
 from golem_actor.state_store import CorruptStateError, StateStore
@@ -129,17 +129,6 @@ def _switch_network(network: VpnNetwork) -> SwitchNetwork:
         mtu=network.mtu,
         lease_seconds=LEASE_SECONDS,
     )
-
-
-def _offered(rows: Iterable[Attachment]) -> dict[str, str]:
-    """VM id -> the address DHCP offers its NIC: its row in the network of lowest id
-    (the NIC's first member, as the fabric picks it)."""
-    offered: dict[str, tuple[str, str]] = {}
-    for row in rows:
-        held = offered.get(row.vm_id)
-        if held is None or row.network_id < held[0]:
-            offered[row.vm_id] = (row.network_id, row.ip)
-    return {vm_id: ip for vm_id, (_, ip) in offered.items()}
 
 
 def _refused(error: rules.NetRuleError) -> NetRefused:
@@ -464,9 +453,9 @@ class VpnRouter(LinkRouting):
         await self._store.save(REGISTRY, registry, schema_version=SCHEMA_VERSION)
         rows = rules.desired_membership(self._networks.values())
         if rows != self._membership.rows:
-            before = _offered(self._membership.rows)
+            before = rules.offered_addresses(self._membership.rows)
             self._membership = Membership(self._membership.version + 1, rows)
-            after = _offered(rows)
+            after = rules.offered_addresses(rows)
             self._renew |= {
                 v for v in before.keys() | after.keys() if before.get(v) != after.get(v)
             }
@@ -479,7 +468,7 @@ class VpnRouter(LinkRouting):
         address once their NIC is open, those without one at once."""
         if not self._renew:
             return
-        offered = _offered(self._membership.rows)
+        offered = rules.offered_addresses(self._membership.rows)
         ready = tuple(sorted(v for v in self._renew if v in self._nics or v not in offered))
         self._renew -= set(ready)
         if ready and self._lifecycle is not None:

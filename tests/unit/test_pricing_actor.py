@@ -12,6 +12,7 @@ import pytest
 import structlog
 import trio
 from payments_fakes import hosted
+from test_resource_monitor import drained
 
 from actors.pricing import (
     GetMinimumRate,
@@ -220,17 +221,6 @@ async def test_the_logs_say_when_the_price_goes_stale_even_if_nothing_happens(
             assert (await address.call(GetPrices())).state == "stale"
 
 
-def heard(watcher: Inbox[PricesChanged]) -> int:
-    """How many `PricesChanged` the watcher holds (taken out)."""
-    count = 0
-    while True:
-        try:
-            watcher.receive_channel.receive_nowait()
-        except trio.WouldBlock:
-            return count
-        count += 1
-
-
 async def test_the_watcher_hears_when_the_advertised_prices_change(
     tmp_path: Path, autojump_clock: object
 ) -> None:
@@ -240,20 +230,20 @@ async def test_the_watcher_hears_when_the_advertised_prices_change(
     feed = ScriptedFeed(quote("0.25"))
     async with pricing(tmp_path, feed, watcher.address()) as address:
         assert (await address.call(GetPrices())).state == "unknown"
-        assert heard(watcher) == 0  # nothing known yet, nothing changed
+        assert drained(watcher) == 0  # nothing known yet, nothing changed
         await trio.sleep(1)  # the fetch (0.5 s) answered
-        assert heard(watcher) == 1
+        assert drained(watcher) == 1
         feed.answer = quote("0.2524")  # below the threshold: confirmed, not moved
         await trio.sleep(INTERVAL)
-        assert heard(watcher) == 0
+        assert drained(watcher) == 0
         feed.answer = quote("0.30")
         await trio.sleep(INTERVAL)
         assert await glm_rate(address) == Decimal("0.30")
-        assert heard(watcher) == 1
+        assert drained(watcher) == 1
         feed.answer = FeedError("http://127.0.0.1:9/api/v3: HTTP 500")
         await trio.sleep(MAX_AGE + 10)  # stale: the advert must go
         assert (await address.call(GetPrices())).state == "stale"
-        assert heard(watcher) == 1
+        assert drained(watcher) == 1
     async with pricing(tmp_path, feed, watcher.address()):
         await trio.sleep(INTERVAL)  # restarted on a stale cache, feed still failing
-        assert heard(watcher) == 0
+        assert drained(watcher) == 0

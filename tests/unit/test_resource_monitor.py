@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -88,7 +89,8 @@ def tracker(host: FakeHost, *, watcher: Inbox[CapacityChanged] | None = None) ->
     )
 
 
-def drained(watcher: Inbox[CapacityChanged]) -> int:
+def drained(watcher: Inbox[Any]) -> int:
+    """How many messages the watcher holds (taken out)."""
     count = 0
     while True:
         try:

@@ -25,6 +25,7 @@ from golem_actor.domain.vpn.networks import (
     may_use,
     new_network,
     next_free_host,
+    offered_addresses,
     owner_key,
     parse_network,
     remove_node,
@@ -216,3 +217,13 @@ def test_a_network_has_golems_mtu_unless_its_creator_asks_for_another() -> None:
     old = msgspec.json.encode(made).replace(b',"mtu":1220', b"")
     assert b"mtu" not in old
     assert msgspec.json.decode(old, type=VpnNetwork).mtu == 1220
+
+
+def test_a_vm_is_offered_its_address_in_the_network_of_lowest_id() -> None:
+    rows = [
+        Attachment("vm-a", "n2", "10.2.0.5", 24, "10.2.0.1"),
+        Attachment("vm-a", "n1", "10.1.0.5", 24, "10.1.0.1"),
+        Attachment("vm-b", "n2", "10.2.0.6", 24, "10.2.0.1"),
+    ]
+    assert offered_addresses(rows) == {"vm-a": "10.1.0.5", "vm-b": "10.2.0.6"}
+    assert offered_addresses([]) == {}

@@ -79,6 +79,7 @@ __all__ = [
     "may_use",
     "new_network",
     "next_free_host",
+    "offered_addresses",
     "owner_key",
     "parse_network",
     "remove_node",
@@ -348,3 +349,15 @@ def desired_membership(networks: Iterable[VpnNetwork]) -> tuple[Attachment, ...]
         if node.vm
     ]
     return tuple(sorted(rows))
+
+
+def offered_addresses(rows: Iterable[Attachment]) -> dict[str, str]:
+    """VM id -> the one address DHCP offers its VPN NIC: its row in the network of lowest
+    id (one NIC, one lease; the router's fabric takes the NIC's first member, whose id
+    `<vm>/<network>` sorts the same way). A change of it is what the guest must learn."""
+    offered: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        held = offered.get(row.vm_id)
+        if held is None or row.network_id < held[0]:
+            offered[row.vm_id] = (row.network_id, row.ip)
+    return {vm_id: ip for vm_id, (_, ip) in offered.items()}
